@@ -1,0 +1,133 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { UserStatus } from '../actors/types.js';
+import type { AppConfig } from '../cluster/stores/apps.js';
+import { ErrorCode, PresenceError, invalidParameters } from '../errors.js';
+import { validateUserID, validateUserIDList } from '../gateway/validate.js';
+import type { Logger } from '../log.js';
+import { parseAppBody, parseFriendsBody, parseSdkAppID, publicApp } from './appInput.js';
+
+/** What the admin API needs from the node it runs on. */
+export interface AdminBackend {
+  getApp(sdkAppID: number): AppConfig | undefined;
+  putApp(app: AppConfig): Promise<AppConfig>;
+  changeFriends(sdkAppID: number, add: Array<[string, string]>, remove: Array<[string, string]>): Promise<void>;
+  statuses(sdkAppID: number, userIDs: string[]): Promise<UserStatus[]>;
+  kick(sdkAppID: number, userID: string): Promise<void>;
+  clusterView(): Promise<unknown>;
+}
+
+/** Admin status queries are not gated by edition but are bounded like device queries. */
+export const ADMIN_MAX_QUERY_USERS = 500;
+const MAX_BODY_BYTES = 1024 * 1024;
+
+const HTTP_STATUS: Record<number, number> = {
+  [ErrorCode.INVALID_PARAMETERS]: 400,
+  [ErrorCode.NOT_LOGGED_IN]: 401,
+  [ErrorCode.UNKNOWN_SDKAPPID]: 404,
+  [ErrorCode.RATE_LIMITED]: 429,
+  [ErrorCode.REQUEST_TIMEOUT]: 503,
+};
+
+const notFound = (desc: string) => Object.assign(new PresenceError(ErrorCode.UNKNOWN_SDKAPPID, desc), { httpStatus: 404 });
+
+/**
+ * The admin API of SPEC.md §6: JSON over HTTP behind `Authorization: Bearer <key>`.
+ * Errors are `{ code, desc }` with a fitting HTTP status.
+ */
+export class AdminApi {
+  private readonly key: Buffer;
+
+  constructor(private readonly backend: AdminBackend, adminKey: string, private readonly log: Logger) {
+    this.key = Buffer.from(adminKey);
+  }
+
+  /** Answers a request under `/admin`; true when the path was one of ours. */
+  async handle(request: IncomingMessage, response: ServerResponse, path: string): Promise<void> {
+    try {
+      this.authorize(request);
+      const result = await this.route(request.method ?? 'GET', path, request);
+      sendJson(response, 200, result);
+    } catch (error) {
+      if (error instanceof PresenceError) {
+        const status = (error as { httpStatus?: number }).httpStatus ?? HTTP_STATUS[error.code] ?? 500;
+        sendJson(response, status, { code: error.code, desc: error.desc });
+        return;
+      }
+      this.log.error({ err: error, path }, 'admin request failed');
+      sendJson(response, 500, { code: ErrorCode.INTERNAL_ERROR, desc: 'internal error' });
+    }
+  }
+
+  private authorize(request: IncomingMessage): void {
+    const header = request.headers.authorization ?? '';
+    const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
+    if (given.length !== this.key.length || !timingSafeEqual(given, this.key)) {
+      throw new PresenceError(ErrorCode.NOT_LOGGED_IN, 'the admin API needs Authorization: Bearer <PRESENCE_ADMIN_KEY>');
+    }
+  }
+
+  private async route(method: string, path: string, request: IncomingMessage): Promise<unknown> {
+    if (path === '/admin/cluster' && method === 'GET') return this.backend.clusterView();
+    const match = /^\/admin\/apps\/([^/]+)(?:\/(friends|status|kick))?$/.exec(path);
+    if (!match) throw Object.assign(invalidParameters(`no admin route ${method} ${path}`), { httpStatus: 404 });
+    const sdkAppID = parseSdkAppID(match[1]!);
+    const action = match[2];
+    if (!action && method === 'PUT') {
+      const app = parseAppBody(sdkAppID, await readJson(request), this.backend.getApp(sdkAppID));
+      return this.backend.putApp(app);
+    }
+    if (!action && method === 'GET') return publicApp(this.requireApp(sdkAppID));
+    if (method !== 'POST' || !action) {
+      throw Object.assign(invalidParameters(`method ${method} is not allowed on ${path}`), { httpStatus: 405 });
+    }
+    this.requireApp(sdkAppID);
+    const body = await readJson(request);
+    switch (action) {
+      case 'friends': {
+        const { add, remove } = parseFriendsBody(body);
+        await this.backend.changeFriends(sdkAppID, add, remove);
+        return { ok: true };
+      }
+      case 'status': {
+        const userIDs = validateUserIDList((body as { userIDs?: unknown })?.userIDs, ADMIN_MAX_QUERY_USERS);
+        return { statuses: await this.backend.statuses(sdkAppID, userIDs) };
+      }
+      case 'kick': {
+        const userID = validateUserID((body as { userID?: unknown })?.userID);
+        await this.backend.kick(sdkAppID, userID);
+        return { ok: true };
+      }
+    }
+    throw invalidParameters(`unknown action ${action}`);
+  }
+
+  private requireApp(sdkAppID: number): AppConfig {
+    const app = this.backend.getApp(sdkAppID);
+    if (!app) throw notFound(`sdkAppID ${sdkAppID} is not configured; create it with PUT /admin/apps/${sdkAppID}`);
+    return app;
+  }
+}
+
+async function readJson(request: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw invalidParameters(`the body is over ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.length === 0) return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw invalidParameters('the body is not valid JSON');
+  }
+}
+
+export function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}

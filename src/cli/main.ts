@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { runStart } from './start.js';
+import { runUserSig } from './usersig.js';
+
+const USAGE = `presence <command> [options]
+
+commands:
+  start    [--port N] [--host H] [--nats nats://h:p[,...]] [--node-id ID] [--config FILE]
+           run a node (embedded in-process transport without --nats)
+  usersig  --app ID --secret S --user U [--expire SECONDS]
+           print a UserSig for a user
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          port: { type: 'string' },
+          host: { type: 'string' },
+          nats: { type: 'string' },
+          'node-id': { type: 'string' },
+          config: { type: 'string' },
+        },
+      });
+      return runStart({ ...values, nodeId: values['node-id'] });
+    }
+    case 'usersig': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { app: { type: 'string' }, secret: { type: 'string' }, user: { type: 'string' }, expire: { type: 'string' } },
+      });
+      return runUserSig(values);
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`presence: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

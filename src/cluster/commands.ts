@@ -1,0 +1,38 @@
+import type { Platform, UserStatus } from '../actors/types.js';
+import type { WireError } from '../protocol.js';
+
+/** Addressed to the node that owns the user's shard, over `subjects.shardCommand`. */
+interface ForUser {
+  app: number;
+  user: string;
+}
+
+interface FromDevice extends ForUser {
+  deviceId: string;
+  connId: string;
+}
+
+export type ShardCommand =
+  | (FromDevice & { op: 'login'; gatewayId: string; platform: Platform })
+  | (FromDevice & { op: 'logout' | 'disconnect' | 'heartbeat' })
+  | (FromDevice & { op: 'setCustomStatus'; customStatus: string })
+  | (FromDevice & { op: 'query' | 'subscribe' | 'unsubscribe'; userIDs: string[] })
+  | (ForUser & { op: 'kick' });
+
+export type ShardReply =
+  | { ok: true; status?: UserStatus; statuses?: UserStatus[]; evicted?: string[] }
+  | { ok: false; error: WireError };
+
+/** One message to one gateway: the statuses due to each of its connections, and kicks. */
+export interface GatewayDelivery {
+  /** `[connId, statuses oldest first]` */
+  pushes?: Array<[string, UserStatus[]]>;
+  /** `[connId, error code]`: tell the device why, then close its socket. */
+  kicks?: Array<[string, number]>;
+}
+
+/** Published on `subjects.userStatus` after the change is written. */
+export interface StatusEvent {
+  app: number;
+  status: UserStatus;
+}

@@ -1,0 +1,83 @@
+import type { Device, UserStatus } from '../actors/types.js';
+import { decode } from './codec.js';
+import type { StatusEvent } from './commands.js';
+import type { DeliveryBatcher } from './delivery.js';
+import { subjects, userKey } from './subjects.js';
+import type { Subscription, Transport } from './transport/types.js';
+
+interface Interest {
+  subscription: Subscription;
+  watchers: Set<string>;
+  /** The newest version seen, so a late or repeated event is never delivered. */
+  version: number;
+}
+
+/**
+ * Status fan-out on one node: one transport subscription per watched user, however
+ * many resident watchers follow it, and local dispatch to each watcher's devices.
+ * A watcher follows its subscriptions (and friends) only while it has a device
+ * connected; when it comes back it re-reads what it follows, so nothing is missed.
+ */
+export class FanOut {
+  private readonly interests = new Map<string, Interest>();
+  private readonly following = new Map<string, Set<string>>();
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly delivery: DeliveryBatcher,
+    private readonly devicesOf: (watcherKey: string) => Iterable<Device> | undefined,
+  ) {}
+
+  /** Sets what `watcherKey` follows; an empty list drops all of its interest. */
+  follow(watcherKey: string, sdkAppID: number, targets: Iterable<string>): void {
+    const next = new Set<string>();
+    for (const target of targets) next.add(userKey(sdkAppID, target));
+    const previous = this.following.get(watcherKey) ?? new Set<string>();
+    for (const key of previous) if (!next.has(key)) this.release(key, watcherKey);
+    const targetOf = new Map([...targets].map((t) => [userKey(sdkAppID, t), t] as const));
+    for (const key of next) if (!previous.has(key)) this.acquire(key, sdkAppID, targetOf.get(key)!, watcherKey);
+    if (next.size) this.following.set(watcherKey, next);
+    else this.following.delete(watcherKey);
+  }
+
+  /** Number of watched users this node holds a subscription for. */
+  get interestCount(): number {
+    return this.interests.size;
+  }
+
+  close(): void {
+    for (const interest of this.interests.values()) interest.subscription.unsubscribe();
+    this.interests.clear();
+    this.following.clear();
+  }
+
+  private acquire(targetKey: string, sdkAppID: number, target: string, watcherKey: string): void {
+    let interest = this.interests.get(targetKey);
+    if (!interest) {
+      const subscription = this.transport.subscribe(subjects.userStatus(sdkAppID, target), (data) =>
+        this.dispatch(targetKey, decode<StatusEvent>(data).status),
+      );
+      this.interests.set(targetKey, (interest = { subscription, watchers: new Set(), version: 0 }));
+    }
+    interest.watchers.add(watcherKey);
+  }
+
+  private release(targetKey: string, watcherKey: string): void {
+    const interest = this.interests.get(targetKey);
+    if (!interest) return;
+    interest.watchers.delete(watcherKey);
+    if (interest.watchers.size === 0) {
+      interest.subscription.unsubscribe();
+      this.interests.delete(targetKey);
+    }
+  }
+
+  private dispatch(targetKey: string, status: UserStatus): void {
+    const interest = this.interests.get(targetKey);
+    if (!interest || status.version <= interest.version) return;
+    interest.version = status.version;
+    for (const watcher of interest.watchers) {
+      for (const device of this.devicesOf(watcher) ?? []) this.delivery.push(device.gatewayId, device.connId, status);
+    }
+  }
+}

@@ -1,0 +1,212 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Clock } from '../actors/machine.js';
+import { AdminApi, type AdminBackend } from '../admin/adminApi.js';
+import { createHttpServer } from '../admin/httpServer.js';
+import { PresenceError } from '../errors.js';
+import { Gateway } from '../gateway/gateway.js';
+import { createLogger, type Logger } from '../log.js';
+import { decode, encode } from './codec.js';
+import { DeliveryBatcher } from './delivery.js';
+import { FanOut } from './fanout.js';
+import { ShardRouter } from './router.js';
+import { SHARD_COUNT } from './shards.js';
+import { ShardHost } from './shardHost.js';
+import { AppRegistry, type AppConfig } from './stores/apps.js';
+import { FriendStore } from './stores/friends.js';
+import { RevocationStore } from './stores/revocations.js';
+import { UserStore } from './stores/users.js';
+import { BUCKETS, subjects } from './subjects.js';
+import { EmbeddedTransport } from './transport/embedded.js';
+import type { Subscription, Transport } from './transport/types.js';
+
+export interface PresenceNodeOptions {
+  /** The transport to run on; the embedded in-process one when absent. */
+  transport?: Transport;
+  port?: number;
+  host?: string;
+  nodeId?: string;
+  /** Protects `/admin`; a random one is made (and readable from `adminKey`) when absent. */
+  adminKey?: string;
+  /** Apps to create at start when the `apps` bucket does not have them yet. */
+  apps?: AppConfig[];
+  /** Time of the user actors; xstate's SimulatedClock in tests. */
+  clock?: Clock & { setTimeout?: unknown };
+  log?: Logger;
+}
+
+interface FriendsChanged {
+  app: number;
+  users: string[];
+}
+
+/**
+ * One presence node: gateway, admin API and the shard host wired over a transport.
+ * On the embedded transport it owns every shard; the NATS transport adds ownership.
+ */
+export class PresenceNode implements AdminBackend {
+  readonly nodeId: string;
+  readonly adminKey: string;
+  readonly transport: Transport;
+  readonly log: Logger;
+  private readonly options: PresenceNodeOptions;
+  private server: Server | undefined;
+  private shardHost: ShardHost | undefined;
+  private gateway: Gateway | undefined;
+  private apps: AppRegistry | undefined;
+  private friends: FriendStore | undefined;
+  private users: UserStore | undefined;
+  private revocations: RevocationStore | undefined;
+  private router: ShardRouter | undefined;
+  private fanout: FanOut | undefined;
+  private readonly subscriptions: Subscription[] = [];
+  private ready = false;
+  private readonly startedAt = Date.now();
+
+  constructor(options: PresenceNodeOptions = {}) {
+    this.options = options;
+    this.nodeId = options.nodeId ?? `node-${randomUUID().slice(0, 8)}`;
+    this.adminKey = options.adminKey ?? randomBytes(24).toString('base64url');
+    this.transport = options.transport ?? new EmbeddedTransport();
+    this.log = options.log ?? createLogger({ nodeId: this.nodeId });
+  }
+
+  /** Opens the buckets, starts serving the shards and listens; resolves with the bound port. */
+  async start(): Promise<number> {
+    const t = this.transport;
+    const [apps, friends, users, statuses, revocations] = await Promise.all([
+      t.kv(BUCKETS.apps),
+      t.kv(BUCKETS.friends),
+      t.kv(BUCKETS.users),
+      t.kv(BUCKETS.status),
+      t.kv(BUCKETS.revocations),
+    ]);
+    this.apps = new AppRegistry(apps);
+    await this.apps.start();
+    for (const app of this.options.apps ?? []) if (!this.apps.get(app.sdkAppID)) await this.apps.put(app);
+    this.friends = new FriendStore(friends);
+    this.users = new UserStore(users, statuses);
+    this.revocations = new RevocationStore(revocations);
+    this.router = new ShardRouter(t);
+    const delivery = new DeliveryBatcher(t);
+    const shardHost = new ShardHost({
+      nodeId: this.nodeId,
+      transport: t,
+      users: this.users,
+      friends: this.friends,
+      apps: this.apps,
+      fanout: () => this.fanout!,
+      delivery,
+      clock: this.options.clock ?? { now: () => Date.now() },
+      log: this.log,
+    });
+    this.shardHost = shardHost;
+    this.fanout = new FanOut(t, delivery, (key) => shardHost.devicesOf(key));
+    this.apps.onChange((app) => shardHost.appChanged(app));
+    this.subscriptions.push(
+      t.subscribe(subjects.broadcast('friends'), (data) => {
+        const change = decode<FriendsChanged>(data);
+        void shardHost.friendsChanged(change.app, change.users);
+      }),
+    );
+    shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
+
+    this.gateway = new Gateway({
+      gatewayId: this.nodeId,
+      transport: t,
+      router: this.router,
+      apps: this.apps,
+      revocations: this.revocations,
+      log: this.log,
+    });
+    this.gateway.start();
+    this.server = createHttpServer({
+      gateway: this.gateway,
+      admin: new AdminApi(this, this.adminKey, this.log),
+      isReady: () => this.ready,
+      log: this.log,
+    });
+    const server = this.server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.options.port ?? 8080, this.options.host ?? '0.0.0.0', () => resolve());
+    });
+    this.ready = true;
+    return this.port;
+  }
+
+  get port(): number {
+    return (this.server?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  /** Stops taking devices, persists every actor and closes; clients reconnect elsewhere. */
+  async stop(): Promise<void> {
+    this.ready = false;
+    await this.gateway?.close();
+    for (const subscription of this.subscriptions) subscription.unsubscribe();
+    await this.shardHost?.stop();
+    this.fanout?.close();
+    this.apps?.stop();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    this.server?.closeAllConnections();
+    await this.transport.close();
+  }
+
+  getApp(sdkAppID: number): AppConfig | undefined {
+    return this.apps!.get(sdkAppID);
+  }
+
+  putApp(app: AppConfig): Promise<AppConfig> {
+    return this.apps!.put(app);
+  }
+
+  async changeFriends(sdkAppID: number, add: Array<[string, string]>, remove: Array<[string, string]>): Promise<void> {
+    const users = await this.friends!.apply(sdkAppID, add, remove);
+    const change: FriendsChanged = { app: sdkAppID, users };
+    this.transport.publish(subjects.broadcast('friends'), encode(change));
+  }
+
+  statuses(sdkAppID: number, userIDs: string[]) {
+    return this.shardHost!.statuses(sdkAppID, userIDs);
+  }
+
+  /** Revokes first, so a device that reconnects at once is refused with 70052. */
+  async kick(sdkAppID: number, userID: string): Promise<void> {
+    await this.revocations!.revoke(sdkAppID, userID, Date.now());
+    const reply = await this.router!.send({ op: 'kick', app: sdkAppID, user: userID });
+    if (!reply.ok) throw new PresenceError(reply.error.code, reply.error.desc);
+  }
+
+  async clusterView(): Promise<unknown> {
+    const host = this.shardHost!;
+    return {
+      transport: this.transport.kind,
+      shardCount: SHARD_COUNT,
+      nodes: [
+        {
+          nodeId: this.nodeId,
+          startedAt: this.startedAt,
+          shards: host.ownedShards.length,
+          ownedShards: compactRanges(host.ownedShards),
+          actors: host.residentCount,
+          onlineUsers: host.onlineCount,
+          connections: this.gateway!.connectionCount,
+          watchedUsers: this.fanout!.interestCount,
+        },
+      ],
+    };
+  }
+}
+
+/** `[0,1,2,5]` → `"0-2,5"`: shard lists stay readable in the cluster view. */
+function compactRanges(shards: number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < shards.length; ) {
+    let j = i;
+    while (j + 1 < shards.length && shards[j + 1] === shards[j]! + 1) j++;
+    parts.push(i === j ? `${shards[i]}` : `${shards[i]}-${shards[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}

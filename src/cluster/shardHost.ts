@@ -1,0 +1,327 @@
+import type { Snapshot } from 'xstate';
+import { UserActor, type Clock, type StepResult, type Transition } from '../actors/index.js';
+import type { PresenceEvent, UserStatus } from '../actors/types.js';
+import { ErrorCode } from '../errors.js';
+import type { Logger } from '../log.js';
+import { decode, encode } from './codec.js';
+import type { ShardCommand, ShardReply, StatusEvent } from './commands.js';
+import type { DeliveryBatcher } from './delivery.js';
+import type { FanOut } from './fanout.js';
+import { policyOf, type AppConfig, type AppRegistry } from './stores/apps.js';
+import type { FriendStore } from './stores/friends.js';
+import type { UserStore } from './stores/users.js';
+import { subjects, userKey } from './subjects.js';
+import type { Subscription, Transport } from './transport/types.js';
+
+interface Resident {
+  actor: UserActor;
+  sdkAppID: number;
+  userID: string;
+  /** Revision of the `users` key this actor last wrote or was loaded at (0: absent). */
+  revision: number;
+  /** Clock time of the last snapshot write, to persist heartbeats lazily. */
+  persistedAt: number;
+  friends: string[];
+  /** Commands and timer transitions of one user run one at a time, in order. */
+  queue: Promise<unknown>;
+}
+
+export interface ShardHostDeps {
+  nodeId: string;
+  transport: Transport;
+  users: UserStore;
+  friends: FriendStore;
+  apps: AppRegistry;
+  fanout: () => FanOut;
+  delivery: DeliveryBatcher;
+  clock: Clock & { setTimeout?: unknown };
+  log: Logger;
+}
+
+/** The transient error a command gets when its actor could not be persisted. */
+export class PersistenceError extends Error {
+  constructor(readonly key: string, options?: ErrorOptions) {
+    super(`could not persist the state of ${key}; the change was not applied`, options);
+    this.name = 'PersistenceError';
+  }
+}
+
+const REQUEST = 'request';
+
+/**
+ * Runs the user actors of the shards this node owns: activates an actor from the
+ * `users` bucket on its first command, writes every change back with
+ * compare-and-set before announcing it, and passivates actors with nothing pending.
+ */
+export class ShardHost {
+  private readonly residents = new Map<string, Resident>();
+  private readonly activating = new Map<string, Promise<Resident>>();
+  private readonly served = new Map<number, Subscription>();
+
+  constructor(private readonly deps: ShardHostDeps) {}
+
+  /** Starts answering `subjects.shardCommand(shard)` for each shard. */
+  serve(shards: Iterable<number>): void {
+    for (const shard of shards) {
+      if (this.served.has(shard)) continue;
+      this.served.set(
+        shard,
+        this.deps.transport.serve(subjects.shardCommand(shard), async (data) =>
+          encode(await this.handle(decode<ShardCommand>(data))),
+        ),
+      );
+    }
+  }
+
+  get ownedShards(): number[] {
+    return [...this.served.keys()].sort((a, b) => a - b);
+  }
+
+  get residentCount(): number {
+    return this.residents.size;
+  }
+
+  get onlineCount(): number {
+    let online = 0;
+    for (const resident of this.residents.values()) if (resident.actor.state === 'online') online++;
+    return online;
+  }
+
+  /** The resident actor of a user, for the fan-out and the dashboard. */
+  resident(sdkAppID: number, userID: string): UserActor | undefined {
+    return this.residents.get(userKey(sdkAppID, userID))?.actor;
+  }
+
+  devicesOf(key: string) {
+    const resident = this.residents.get(key);
+    return resident ? Object.values(resident.actor.context.devices) : undefined;
+  }
+
+  async handle(command: ShardCommand): Promise<ShardReply> {
+    const app = this.deps.apps.get(command.app);
+    if (!app) return refused(ErrorCode.UNKNOWN_SDKAPPID, `sdkAppID ${command.app} is not configured on this cluster`);
+    try {
+      return await this.withResident(app, command.user, (resident) => this.apply(resident, app, command));
+    } catch (error) {
+      this.deps.log.error({ err: error, user: command.user, app: command.app, op: command.op }, 'command failed');
+      return refused(ErrorCode.INTERNAL_ERROR, error instanceof PersistenceError ? error.message : 'internal error');
+    }
+  }
+
+  /** Public statuses of many users: resident actors first, the `status` bucket for the rest. */
+  async statuses(sdkAppID: number, userIDs: readonly string[]): Promise<UserStatus[]> {
+    return Promise.all(
+      userIDs.map((id) => this.resident(sdkAppID, id)?.status ?? this.deps.users.status(sdkAppID, id)),
+    );
+  }
+
+  /** Re-reads the friend lists of resident users after an admin change. */
+  async friendsChanged(sdkAppID: number, userIDs: readonly string[]): Promise<void> {
+    const app = this.deps.apps.get(sdkAppID);
+    for (const userID of userIDs) {
+      const resident = this.residents.get(userKey(sdkAppID, userID));
+      if (!resident || !app) continue;
+      resident.friends = await this.deps.friends.friendsOf(sdkAppID, userID);
+      this.updateInterest(resident, app);
+    }
+  }
+
+  /** Applies a changed app configuration (the friend switch) to resident watchers. */
+  appChanged(app: AppConfig): void {
+    for (const resident of this.residents.values()) {
+      if (resident.sdkAppID === app.sdkAppID) void this.refreshFriends(resident, app);
+    }
+  }
+
+  /** Persists and stops every actor; the node is going away. */
+  async stop(): Promise<void> {
+    for (const subscription of this.served.values()) subscription.unsubscribe();
+    this.served.clear();
+    await Promise.allSettled([...this.residents.values()].map((r) => r.queue));
+    for (const resident of this.residents.values()) resident.actor.stop();
+    this.residents.clear();
+  }
+
+  private async apply(resident: Resident, app: AppConfig, command: ShardCommand): Promise<ShardReply> {
+    const result = resident.actor.step(toEvent(command, app));
+    await this.commit(resident, app, result, command.op === 'heartbeat');
+    const reply = result.reply;
+    if (reply && !reply.ok) return refused(reply.code, reply.desc, reply.retryAfterMs);
+    switch (command.op) {
+      case 'query':
+        return { ok: true, statuses: await this.statuses(app.sdkAppID, command.userIDs) };
+      case 'subscribe':
+        return { ok: true, evicted: reply?.ok ? (reply.evicted ?? []) : [] };
+      default:
+        return { ok: true, status: result.after };
+    }
+  }
+
+  /**
+   * Makes a transition durable, then tells the world: the snapshot write comes
+   * first, so nothing is announced that a node's death could take back.
+   */
+  private async commit(resident: Resident, app: AppConfig, transition: Transition, lazy = false): Promise<void> {
+    const changed = transition.after.version !== transition.before.version;
+    const now = this.deps.clock.now();
+    const persistDue = now - resident.persistedAt >= app.limits.heartbeatTimeoutMs / 2;
+    if (!lazy || changed || persistDue) await this.persist(resident, app, transition.after, changed);
+    for (const kick of transition.kicks) this.deps.delivery.kick(kick.gatewayId, kick.connId, kick.code);
+    if (changed) this.announce(resident, transition);
+    this.updateInterest(resident, app);
+    if (isIdle(transition)) this.passivate(resident);
+  }
+
+  private async persist(resident: Resident, app: AppConfig, status: UserStatus, statusChanged: boolean): Promise<void> {
+    const key = userKey(resident.sdkAppID, resident.userID);
+    try {
+      resident.revision = await this.deps.users.save(
+        resident.sdkAppID,
+        resident.userID,
+        resident.actor.persistedSnapshot(),
+        resident.revision,
+      );
+      resident.persistedAt = this.deps.clock.now();
+      if (statusChanged) await this.deps.users.saveStatus(app.sdkAppID, status);
+    } catch (error) {
+      // The actor is now ahead of its durable state: drop it, the next command reloads.
+      this.evict(resident);
+      throw new PersistenceError(key, { cause: error });
+    }
+  }
+
+  private announce(resident: Resident, transition: Transition): void {
+    const event: StatusEvent = { app: resident.sdkAppID, status: transition.after };
+    this.deps.transport.publish(subjects.userStatus(resident.sdkAppID, resident.userID), encode(event));
+    for (const device of Object.values(transition.context.devices)) {
+      this.deps.delivery.push(device.gatewayId, device.connId, transition.after);
+    }
+  }
+
+  private updateInterest(resident: Resident, app: AppConfig): void {
+    const context = resident.actor.context;
+    const key = userKey(resident.sdkAppID, resident.userID);
+    if (Object.keys(context.devices).length === 0) {
+      this.deps.fanout().follow(key, resident.sdkAppID, []);
+      return;
+    }
+    const targets = new Set(context.subscriptions.map((s) => s.userID));
+    if (app.friendStatusAutoNotify) for (const friend of resident.friends) targets.add(friend);
+    this.deps.fanout().follow(key, resident.sdkAppID, targets);
+  }
+
+  private async refreshFriends(resident: Resident, app: AppConfig): Promise<void> {
+    resident.friends = app.friendStatusAutoNotify ? await this.deps.friends.friendsOf(app.sdkAppID, resident.userID) : [];
+    this.updateInterest(resident, app);
+  }
+
+  private passivate(resident: Resident): void {
+    this.evict(resident);
+  }
+
+  private evict(resident: Resident): void {
+    const key = userKey(resident.sdkAppID, resident.userID);
+    if (this.residents.get(key) !== resident) return;
+    this.residents.delete(key);
+    this.deps.fanout().follow(key, resident.sdkAppID, []);
+    resident.actor.stop();
+  }
+
+  private async withResident<T>(app: AppConfig, userID: string, work: (resident: Resident) => Promise<T>): Promise<T> {
+    const resident = await this.activate(app, userID);
+    const run = resident.queue.then(() => {
+      // The actor may have been passivated or evicted while this command waited.
+      const current = this.residents.get(userKey(app.sdkAppID, userID));
+      return current === resident ? work(resident) : this.withResident(app, userID, work);
+    });
+    resident.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async activate(app: AppConfig, userID: string): Promise<Resident> {
+    const key = userKey(app.sdkAppID, userID);
+    const existing = this.residents.get(key);
+    if (existing) return existing;
+    let pending = this.activating.get(key);
+    if (!pending) {
+      pending = this.load(app, userID).finally(() => this.activating.delete(key));
+      this.activating.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async load(app: AppConfig, userID: string): Promise<Resident> {
+    const key = userKey(app.sdkAppID, userID);
+    const [stored, friends] = await Promise.all([
+      this.deps.users.load(app.sdkAppID, userID),
+      app.friendStatusAutoNotify ? this.deps.friends.friendsOf(app.sdkAppID, userID) : Promise.resolve([]),
+    ]);
+    const resident: Resident = {
+      sdkAppID: app.sdkAppID,
+      userID,
+      revision: stored?.revision ?? 0,
+      persistedAt: this.deps.clock.now(),
+      friends,
+      queue: Promise.resolve(),
+      actor: undefined as unknown as UserActor,
+    };
+    resident.actor = new UserActor({
+      sdkAppID: app.sdkAppID,
+      userID,
+      clock: this.deps.clock,
+      ...(stored ? { snapshot: stored.snapshot as Snapshot<unknown> } : {}),
+      onTimerTransition: (transition) => this.onTimer(resident, transition),
+    });
+    this.residents.set(key, resident);
+    return resident;
+  }
+
+  private onTimer(resident: Resident, transition: Transition): void {
+    const run = resident.queue.then(async () => {
+      const app = this.deps.apps.get(resident.sdkAppID);
+      if (app && this.residents.get(userKey(resident.sdkAppID, resident.userID)) === resident) {
+        await this.commit(resident, app, transition);
+      }
+    });
+    resident.queue = run.catch((error) =>
+      this.deps.log.error({ err: error, user: resident.userID, app: resident.sdkAppID }, 'timer transition not persisted'),
+    );
+  }
+}
+
+const refused = (code: number, desc: string, retryAfterMs?: number): ShardReply => ({
+  ok: false,
+  error: retryAfterMs === undefined ? { code, desc } : { code, desc, retryAfterMs },
+});
+
+/** No device and no timer pending: the actor's state is fully in the buckets. */
+function isIdle(transition: Transition | StepResult): boolean {
+  const state = transition.state as Record<string, string> | string;
+  if (typeof state === 'string') return false;
+  return Object.values(state).every((sub) => sub === 'idle');
+}
+
+function toEvent(command: ShardCommand, app: AppConfig): PresenceEvent {
+  const policy = policyOf(app);
+  const base = { requestId: REQUEST, policy };
+  switch (command.op) {
+    case 'login':
+      return { ...base, type: 'LOGIN', deviceId: command.deviceId, connId: command.connId, gatewayId: command.gatewayId, platform: command.platform };
+    case 'logout':
+      return { ...base, type: 'LOGOUT', deviceId: command.deviceId, connId: command.connId };
+    case 'disconnect':
+      return { ...base, type: 'DISCONNECT', deviceId: command.deviceId, connId: command.connId };
+    case 'heartbeat':
+      return { ...base, type: 'HEARTBEAT', deviceId: command.deviceId, connId: command.connId };
+    case 'setCustomStatus':
+      return { ...base, type: 'SET_CUSTOM_STATUS', deviceId: command.deviceId, connId: command.connId, customStatus: command.customStatus };
+    case 'query':
+      return { ...base, type: 'QUERY', deviceId: command.deviceId, connId: command.connId, userIDs: command.userIDs };
+    case 'subscribe':
+      return { ...base, type: 'SUBSCRIBE', deviceId: command.deviceId, connId: command.connId, userIDs: command.userIDs };
+    case 'unsubscribe':
+      return { ...base, type: 'UNSUBSCRIBE', deviceId: command.deviceId, connId: command.connId, userIDs: command.userIDs };
+    case 'kick':
+      return { ...base, type: 'KICK' };
+  }
+}

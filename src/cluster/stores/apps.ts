@@ -1,0 +1,81 @@
+import type { AppLimits, AppPolicy, Edition } from '../../actors/types.js';
+import { DEFAULT_LIMITS } from '../../actors/types.js';
+import { decode, encode } from '../codec.js';
+import { appKey } from '../subjects.js';
+import type { KvBucket, Subscription } from '../transport/types.js';
+
+/** One tenant, as stored in the `apps` bucket and set with `PUT /admin/apps/:sdkAppID`. */
+export interface AppConfig {
+  sdkAppID: number;
+  secretKey: string;
+  edition: Edition;
+  userStatusEnabled: boolean;
+  friendStatusAutoNotify: boolean;
+  limits: AppLimits;
+}
+
+export const policyOf = (app: AppConfig): AppPolicy => ({
+  edition: app.edition,
+  userStatusEnabled: app.userStatusEnabled,
+  friendStatusAutoNotify: app.friendStatusAutoNotify,
+  limits: app.limits,
+});
+
+export const withDefaultLimits = (limits: Partial<AppLimits> | undefined): AppLimits => ({
+  ...DEFAULT_LIMITS,
+  ...limits,
+  rateLimit: { ...DEFAULT_LIMITS.rateLimit, ...limits?.rateLimit },
+});
+
+/**
+ * Every app, read from the `apps` bucket once and then kept current by a watch, so
+ * each request looks its app up without I/O. Writes go to the bucket; every node,
+ * this one included, learns of them through the watch.
+ */
+export class AppRegistry {
+  private readonly apps = new Map<number, AppConfig>();
+  private watch: Subscription | undefined;
+  private readonly listeners = new Set<(app: AppConfig) => void>();
+
+  constructor(private readonly bucket: KvBucket) {}
+
+  async start(): Promise<void> {
+    this.watch = await this.bucket.watch((event) => {
+      if (event.op === 'put') this.remember(decode<AppConfig>(event.entry.value));
+      else this.apps.delete(Number(event.key));
+    });
+    for (const key of await this.bucket.keys()) {
+      const entry = await this.bucket.get(key);
+      if (entry) this.remember(decode<AppConfig>(entry.value));
+    }
+  }
+
+  stop(): void {
+    this.watch?.unsubscribe();
+  }
+
+  get(sdkAppID: number): AppConfig | undefined {
+    return this.apps.get(sdkAppID);
+  }
+
+  list(): AppConfig[] {
+    return [...this.apps.values()];
+  }
+
+  /** Stores the app and resolves once this node's view has it too. */
+  async put(app: AppConfig): Promise<AppConfig> {
+    await this.bucket.put(appKey(app.sdkAppID), encode(app));
+    this.remember(app);
+    return app;
+  }
+
+  onChange(listener: (app: AppConfig) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private remember(app: AppConfig): void {
+    this.apps.set(app.sdkAppID, app);
+    for (const listener of this.listeners) listener(app);
+  }
+}

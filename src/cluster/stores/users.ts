@@ -1,0 +1,49 @@
+import type { Snapshot } from 'xstate';
+import { UserStatusType, type UserStatus } from '../../actors/types.js';
+import { decode, encode } from '../codec.js';
+import { userKey } from '../subjects.js';
+import type { KvBucket } from '../transport/types.js';
+
+export interface StoredActor {
+  snapshot: Snapshot<unknown>;
+  revision: number;
+}
+
+export const unloginedStatus = (userID: string): UserStatus => ({
+  userID,
+  statusType: UserStatusType.UNLOGINED,
+  customStatus: '',
+  version: 0,
+  lastSeenAt: 0,
+});
+
+/**
+ * Durable user state: the actor snapshot in `users` (what a node restores an actor
+ * from) and the public status in `status` (what `getUserStatus` reads for users
+ * whose actor is not resident). Snapshot writes are compare-and-set on the revision
+ * the actor was loaded at, so a stale owner cannot overwrite a newer state.
+ */
+export class UserStore {
+  constructor(private readonly users: KvBucket, private readonly statuses: KvBucket) {}
+
+  async load(sdkAppID: number, userID: string): Promise<StoredActor | null> {
+    const entry = await this.users.get(userKey(sdkAppID, userID));
+    return entry ? { snapshot: decode<Snapshot<unknown>>(entry.value), revision: entry.revision } : null;
+  }
+
+  /** Writes the snapshot if the key is still at `revision` (0: absent); returns the new revision. */
+  async save(sdkAppID: number, userID: string, snapshot: Snapshot<unknown>, revision: number): Promise<number> {
+    const key = userKey(sdkAppID, userID);
+    const value = encode(snapshot);
+    return revision === 0 ? this.users.create(key, value) : this.users.update(key, value, revision);
+  }
+
+  async saveStatus(sdkAppID: number, status: UserStatus): Promise<void> {
+    await this.statuses.put(userKey(sdkAppID, status.userID), encode(status));
+  }
+
+  async status(sdkAppID: number, userID: string): Promise<UserStatus> {
+    const entry = await this.statuses.get(userKey(sdkAppID, userID));
+    return entry ? decode<UserStatus>(entry.value) : unloginedStatus(userID);
+  }
+}

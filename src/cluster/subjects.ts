@@ -1,0 +1,44 @@
+/**
+ * The only place that builds NATS subject names and KV keys. A userID may hold `.`
+ * (a subject separator) and `@`, so it is encoded into one safe token here.
+ */
+
+const PREFIX = 'pres.v1';
+
+/**
+ * Encodes a userID (`[A-Za-z0-9_.@-]`) into one subject token and KV key segment:
+ * `=` escapes, `.` → `=2E`, `@` → `=40`. Reversible and injective.
+ */
+export function userToken(userID: string): string {
+  return userID.replace(/[=.@]/g, (c) => `=${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+export function userFromToken(token: string): string {
+  return token.replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+export const subjects = {
+  /** Requests to whichever node owns `shard`. */
+  shardCommand: (shard: number) => `${PREFIX}.s.${shard}.cmd`,
+  /** A user's status changes, published by its actor after the write. */
+  userStatus: (sdkAppID: number, userID: string) => `${PREFIX}.u.${sdkAppID}.${userToken(userID)}.st`,
+  /** Deliveries to one gateway's sockets. */
+  gatewayOut: (gatewayId: string) => `${PREFIX}.gw.${gatewayId}.out`,
+  /** Admin fan-out to every node: kicks, app changes. */
+  broadcast: (topic: string) => `${PREFIX}.all.${topic}`,
+};
+
+/** KV key of one user of one app, for the `users`, `status`, `friends` and `revocations` buckets. */
+export const userKey = (sdkAppID: number, userID: string): string => `${sdkAppID}.${userToken(userID)}`;
+
+export const appKey = (sdkAppID: number): string => String(sdkAppID);
+
+export const BUCKETS = {
+  users: 'pres_users',
+  status: 'pres_status',
+  apps: 'pres_apps',
+  friends: 'pres_friends',
+  revocations: 'pres_revocations',
+  leases: 'pres_leases',
+  nodes: 'pres_nodes',
+} as const;

@@ -1,0 +1,22 @@
+/** Nobody serves the subject right now: during a shard move, the owner is between nodes. */
+export class NoRespondersError extends Error {
+  constructor(readonly subject: string, options?: ErrorOptions) {
+    super(`no responders on '${subject}'`, options);
+    this.name = 'NoRespondersError';
+  }
+}
+
+export class RequestTimeoutError extends Error {
+  constructor(readonly subject: string, readonly timeoutMs: number, options?: ErrorOptions) {
+    super(`request on '${subject}' timed out after ${timeoutMs} ms`, options);
+    this.name = 'RequestTimeoutError';
+  }
+}
+
+/** A compare-and-set lost: the key is not at the revision the writer expected. */
+export class KvConflictError extends Error {
+  constructor(readonly bucket: string, readonly key: string, readonly expectedRevision: number | 'absent', options?: ErrorOptions) {
+    super(`kv ${bucket}/${key}: expected revision ${expectedRevision}, the key has moved on`, options);
+    this.name = 'KvConflictError';
+  }
+}

@@ -1,0 +1,76 @@
+import { readFileSync } from 'node:fs';
+import { parseAppBody } from './admin/appInput.js';
+import type { AppConfig } from './cluster/stores/apps.js';
+
+/** What `presence start` runs with, merged from flags, then `PRESENCE_*` variables, then a JSON file. */
+export interface NodeConfig {
+  port: number;
+  host: string;
+  nats?: string[];
+  nodeId?: string;
+  adminKey?: string;
+  logLevel: string;
+  apps: AppConfig[];
+}
+
+export interface ConfigFlags {
+  port?: string;
+  host?: string;
+  nats?: string;
+  nodeId?: string;
+  config?: string;
+}
+
+interface ConfigFile {
+  port?: number;
+  host?: string;
+  nats?: string | string[];
+  nodeId?: string;
+  adminKey?: string;
+  logLevel?: string;
+  apps?: Array<Record<string, unknown> & { sdkAppID: number }>;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  const path = flags.config ?? env.PRESENCE_CONFIG;
+  const file = path ? readConfigFile(path) : {};
+  const port = Number(flags.port ?? env.PRESENCE_PORT ?? file.port ?? 8080);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`port must be 0-65535, got ${port}`);
+  const nats = flags.nats ?? env.PRESENCE_NATS ?? file.nats;
+  const config: NodeConfig = {
+    port,
+    host: flags.host ?? env.PRESENCE_HOST ?? file.host ?? '0.0.0.0',
+    logLevel: env.PRESENCE_LOG_LEVEL ?? file.logLevel ?? 'info',
+    apps: (file.apps ?? []).map((app, i) => {
+      try {
+        return parseAppBody(app.sdkAppID, app, undefined);
+      } catch (error) {
+        throw new ConfigError(`apps[${i}] in ${path}: ${(error as Error).message}`, { cause: error });
+      }
+    }),
+  };
+  if (nats) config.nats = (Array.isArray(nats) ? nats : nats.split(',')).map((url) => url.trim()).filter(Boolean);
+  const nodeId = flags.nodeId ?? env.PRESENCE_NODE_ID ?? file.nodeId;
+  if (nodeId !== undefined) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(nodeId)) throw new ConfigError(`node id must be 1-64 characters of [A-Za-z0-9_-], got ${nodeId}`);
+    config.nodeId = nodeId;
+  }
+  const adminKey = env.PRESENCE_ADMIN_KEY ?? file.adminKey;
+  if (adminKey !== undefined) config.adminKey = adminKey;
+  return config;
+}
+
+function readConfigFile(path: string): ConfigFile {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as ConfigFile;
+  } catch (error) {
+    throw new ConfigError(`cannot read the config file ${path}: ${(error as Error).message}`, { cause: error });
+  }
+}

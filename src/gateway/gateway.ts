@@ -1,0 +1,279 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { unpack } from 'msgpackr';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { verifyUserSig, UserSigError } from '../auth/index.js';
+import { decode } from '../cluster/codec.js';
+import type { GatewayDelivery, ShardCommand, ShardReply } from '../cluster/commands.js';
+import type { ShardRouter } from '../cluster/router.js';
+import type { AppConfig, AppRegistry } from '../cluster/stores/apps.js';
+import type { RevocationStore } from '../cluster/stores/revocations.js';
+import { subjects } from '../cluster/subjects.js';
+import type { Subscription, Transport } from '../cluster/transport/types.js';
+import { ErrorCode, PresenceError, invalidParameters } from '../errors.js';
+import type { Logger } from '../log.js';
+import { CloseCode, MAX_FRAME_BYTES, type ClientFrame, type LoginResult } from '../protocol.js';
+import { Connection } from './connection.js';
+import { FrameError, listArg, parseFrame, validateCustomStatus, validateLogin, validateUserIDList } from './validate.js';
+
+/** Frames above this are not even read by `ws`: the socket closes with 1009. */
+const HARD_FRAME_LIMIT = 1024 * 1024;
+/** Heartbeats reach the user actor at most this often per connection. */
+const HEARTBEAT_FORWARD_MIN_INTERVAL_MS = 1_000;
+/** Before login, a socket must log in within this time or be closed. */
+const LOGIN_GRACE_MS = 30_000;
+
+export interface GatewayDeps {
+  gatewayId: string;
+  transport: Transport;
+  router: ShardRouter;
+  apps: AppRegistry;
+  revocations: RevocationStore;
+  log: Logger;
+}
+
+/**
+ * The WebSocket endpoint for devices: decodes and validates frames, checks UserSigs,
+ * forwards calls to the user's shard, and delivers pushes and kicks to sockets.
+ */
+export class Gateway {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: HARD_FRAME_LIMIT });
+  private readonly connections = new Map<string, Connection>();
+  private delivery: Subscription | undefined;
+  private draining = false;
+
+  constructor(private readonly deps: GatewayDeps) {}
+
+  start(): void {
+    this.delivery = this.deps.transport.subscribe(subjects.gatewayOut(this.deps.gatewayId), (data) =>
+      this.deliver(decode<GatewayDelivery>(data)),
+    );
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.draining) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\n\r\n');
+      return;
+    }
+    this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws));
+  }
+
+  /** Closes every socket with 1001 so devices reconnect elsewhere; their actors keep them until they do. */
+  async close(): Promise<void> {
+    this.draining = true;
+    this.delivery?.unsubscribe();
+    for (const connection of this.connections.values()) connection.closeWith(CloseCode.GOING_AWAY, 'node shutting down');
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+
+  private accept(ws: WebSocket): void {
+    const connection = new Connection(randomUUID(), ws, (c) => this.onHeartbeatTimeout(c));
+    this.connections.set(connection.connId, connection);
+    connection.touch(LOGIN_GRACE_MS);
+    ws.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary));
+    ws.on('close', () => this.onClose(connection));
+    ws.on('error', (error) => this.deps.log.debug({ err: error, conn: connection.connId }, 'socket error'));
+  }
+
+  private onMessage(connection: Connection, data: RawData, isBinary: boolean): void {
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    if (!isBinary) return this.refuseFrame(connection, invalidParameters('text frames are not accepted; send msgpack in binary frames'));
+    if (bytes.length > MAX_FRAME_BYTES) {
+      return this.refuseFrame(connection, invalidParameters(`frame of ${bytes.length} bytes is over the ${MAX_FRAME_BYTES}-byte limit`));
+    }
+    let frame: ClientFrame;
+    try {
+      frame = parseFrame(unpack(bytes));
+    } catch (error) {
+      if (error instanceof FrameError) return connection.fail(error.id, error.error.toJSON());
+      if (error instanceof PresenceError) return this.refuseFrame(connection, error);
+      return this.refuseFrame(connection, invalidParameters('the frame is not valid msgpack'));
+    }
+    if (connection.login) connection.touch(this.appOf(connection)?.limits.heartbeatTimeoutMs ?? LOGIN_GRACE_MS);
+    if (frame.t === 'hb') return this.onHeartbeat(connection);
+    const request = frame;
+    const run = connection.queue.then(() => this.answer(connection, request));
+    connection.queue = run.catch(() => undefined);
+  }
+
+  private refuseFrame(connection: Connection, error: PresenceError): void {
+    connection.send({ t: 'err', error: error.toJSON() });
+  }
+
+  private async answer(connection: Connection, frame: Extract<ClientFrame, { t: 'req' }>): Promise<void> {
+    try {
+      const result = await this.call(connection, frame.op, frame.args);
+      connection.send({ t: 'res', id: frame.id, ok: true, result });
+    } catch (error) {
+      if (error instanceof PresenceError) return connection.fail(frame.id, error.toJSON());
+      this.deps.log.error({ err: error, op: frame.op, conn: connection.connId }, 'request failed');
+      connection.fail(frame.id, { code: ErrorCode.INTERNAL_ERROR, desc: 'internal error' });
+    }
+  }
+
+  private async call(connection: Connection, op: string, args: unknown): Promise<unknown> {
+    if (op === 'login') return this.login(connection, args);
+    const login = connection.login;
+    const app = this.appOf(connection);
+    if (!login || !app) throw new PresenceError(ErrorCode.NOT_LOGGED_IN, `log in before calling ${op}`);
+    const device = { app: login.sdkAppID, user: login.userID, deviceId: login.deviceId, connId: connection.connId };
+    switch (op) {
+      case 'logout': {
+        await this.send({ ...device, op: 'logout' });
+        connection.login = undefined;
+        connection.touch(LOGIN_GRACE_MS);
+        return {};
+      }
+      case 'setSelfStatus': {
+        const reply = await this.send({ ...device, op: 'setCustomStatus', customStatus: validateCustomStatus(args) });
+        return { status: reply.status };
+      }
+      case 'getUserStatus': {
+        const userIDs = validateUserIDList(listArg(args), app.limits.maxQueryUsers);
+        return { statuses: (await this.send({ ...device, op: 'query', userIDs })).statuses };
+      }
+      case 'subscribeUserStatus': {
+        const userIDs = validateUserIDList(listArg(args), app.limits.maxSubscribePerCall);
+        return { evicted: (await this.send({ ...device, op: 'subscribe', userIDs })).evicted ?? [] };
+      }
+      case 'unsubscribeUserStatus': {
+        const userIDs = validateUserIDList(listArg(args), app.limits.maxSubscribePerCall, { allowEmpty: true });
+        await this.send({ ...device, op: 'unsubscribe', userIDs });
+        return {};
+      }
+    }
+    throw invalidParameters(`unknown operation ${op}`);
+  }
+
+  private async login(connection: Connection, args: unknown): Promise<LoginResult> {
+    const login = validateLogin(args);
+    const current = connection.login;
+    if (current) {
+      if (current.sdkAppID === login.sdkAppID && current.userID === login.userID && (login.deviceId ?? current.deviceId) === current.deviceId) {
+        return this.loginResult(this.deps.apps.get(current.sdkAppID)!, current.deviceId, await this.selfStatus(connection));
+      }
+      throw invalidParameters(`this connection is logged in as ${current.userID}; log out first`);
+    }
+    const app = this.deps.apps.get(login.sdkAppID);
+    if (!app) throw new PresenceError(ErrorCode.UNKNOWN_SDKAPPID, `sdkAppID ${login.sdkAppID} is not configured on this cluster`);
+    const revokedAtMs = await this.deps.revocations.revokedAt(app.sdkAppID, login.userID);
+    try {
+      verifyUserSig({
+        userSig: login.userSig,
+        sdkAppID: app.sdkAppID,
+        userID: login.userID,
+        secretKey: app.secretKey,
+        ...(revokedAtMs === undefined ? {} : { revokedAtMs }),
+      });
+    } catch (error) {
+      if (error instanceof UserSigError) throw new PresenceError(error.code, error.message);
+      throw error;
+    }
+    const deviceId = login.deviceId ?? randomUUID();
+    const command: ShardCommand = {
+      op: 'login',
+      app: app.sdkAppID,
+      user: login.userID,
+      deviceId,
+      connId: connection.connId,
+      gatewayId: this.deps.gatewayId,
+      platform: login.platform,
+    };
+    const reply = await this.send(command);
+    if (connection.closed) {
+      // The socket went away while the actor was adding it: take it back out.
+      void this.disconnect({ app: app.sdkAppID, user: login.userID, deviceId, connId: connection.connId });
+      throw new PresenceError(ErrorCode.REQUEST_TIMEOUT, 'the connection closed during login');
+    }
+    connection.login = { sdkAppID: app.sdkAppID, userID: login.userID, deviceId };
+    connection.touch(app.limits.heartbeatTimeoutMs);
+    return this.loginResult(app, deviceId, reply.status!);
+  }
+
+  private loginResult(app: AppConfig, deviceId: string, status: LoginResult['status']): LoginResult {
+    return {
+      deviceId,
+      heartbeatIntervalMs: app.limits.heartbeatIntervalMs,
+      heartbeatTimeoutMs: app.limits.heartbeatTimeoutMs,
+      status,
+    };
+  }
+
+  private async selfStatus(connection: Connection): Promise<LoginResult['status']> {
+    const login = connection.login!;
+    const reply = await this.send({
+      op: 'query',
+      app: login.sdkAppID,
+      user: login.userID,
+      deviceId: login.deviceId,
+      connId: connection.connId,
+      userIDs: [login.userID],
+    });
+    return reply.statuses![0]!;
+  }
+
+  /** Sends a command to the user's shard; a refusal becomes the PresenceError the device gets. */
+  private async send(command: ShardCommand): Promise<Extract<ShardReply, { ok: true }>> {
+    const reply = await this.deps.router.send(command);
+    if (!reply.ok) throw new PresenceError(reply.error.code, reply.error.desc, reply.error.retryAfterMs);
+    return reply;
+  }
+
+  private onHeartbeat(connection: Connection): void {
+    connection.send({ t: 'hb' });
+    const login = connection.login;
+    const now = Date.now();
+    if (!login || now - connection.lastHeartbeatForwardedAt < HEARTBEAT_FORWARD_MIN_INTERVAL_MS) return;
+    connection.lastHeartbeatForwardedAt = now;
+    const command: ShardCommand = { op: 'heartbeat', app: login.sdkAppID, user: login.userID, deviceId: login.deviceId, connId: connection.connId };
+    this.deps.router.send(command).catch((error) => this.deps.log.warn({ err: error, user: login.userID }, 'heartbeat not forwarded'));
+  }
+
+  private onHeartbeatTimeout(connection: Connection): void {
+    connection.closeWith(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout');
+    connection.closedByServer = false;
+  }
+
+  private onClose(connection: Connection): void {
+    connection.markClosed();
+    this.connections.delete(connection.connId);
+    const login = connection.login;
+    if (!login || connection.closedByServer) return;
+    void this.disconnect({ app: login.sdkAppID, user: login.userID, deviceId: login.deviceId, connId: connection.connId });
+  }
+
+  /**
+   * Tells the actor its device dropped. Retried while the shard is between owners;
+   * if it never gets through, the actor's own heartbeat deadline still catches it.
+   */
+  private async disconnect(device: { app: number; user: string; deviceId: string; connId: string }): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const reply = await this.deps.router.send({ ...device, op: 'disconnect' }).catch(() => undefined);
+      if (reply?.ok || (reply && reply.error.code !== ErrorCode.REQUEST_TIMEOUT)) return;
+    }
+    this.deps.log.warn({ user: device.user, app: device.app }, 'disconnect not delivered; the heartbeat deadline will apply');
+  }
+
+  private deliver(message: GatewayDelivery): void {
+    for (const [connId, statuses] of message.pushes ?? []) this.connections.get(connId)?.queuePush(statuses);
+    for (const [connId, code] of message.kicks ?? []) {
+      const connection = this.connections.get(connId);
+      if (!connection) continue;
+      const desc = code === ErrorCode.KICKED_BY_SAME_DEVICE
+        ? 'another login with the same deviceId replaced this connection'
+        : 'the user was kicked by the admin API; its UserSigs are revoked';
+      connection.send({ t: 'kicked', error: { code, desc } });
+      connection.login = undefined;
+      connection.closeWith(code === ErrorCode.KICKED_BY_SAME_DEVICE ? CloseCode.KICKED_BY_SAME_DEVICE : CloseCode.KICKED_BY_ADMIN, 'kicked');
+    }
+  }
+
+  private appOf(connection: Connection): AppConfig | undefined {
+    return connection.login ? this.deps.apps.get(connection.login.sdkAppID) : undefined;
+  }
+}

@@ -1,0 +1,204 @@
+import { pack, unpack } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { SimulatedClock, type Snapshot } from 'xstate';
+import {
+  DEFAULT_LIMITS,
+  UserActor,
+  UserStatusType,
+  type AppPolicy,
+  type Transition,
+} from '../../src/actors/index.js';
+import { ErrorCode } from '../../src/errors.js';
+
+const T0 = 1_700_000_000_000;
+const APP = 1400000001;
+const HB = DEFAULT_LIMITS.heartbeatTimeoutMs; // 400 000
+const RETAIN = DEFAULT_LIMITS.subscriptionRetentionMs; // 600 000
+
+const policy = (): AppPolicy => ({
+  edition: 'premium',
+  userStatusEnabled: true,
+  friendStatusAutoNotify: false,
+  limits: { ...DEFAULT_LIMITS, rateLimit: { ...DEFAULT_LIMITS.rateLimit } },
+});
+
+let nextRequest = 0;
+const rid = (): string => `r${++nextRequest}`;
+
+function clockAt(ms: number): SimulatedClock {
+  const clock = new SimulatedClock();
+  clock.set(ms);
+  return clock;
+}
+
+function original() {
+  const clock = clockAt(T0);
+  const actor = new UserActor({ sdkAppID: APP, userID: 'alice', clock });
+  return { clock, actor };
+}
+
+function restored(snapshot: Snapshot<unknown>, now: number) {
+  const clock = clockAt(now);
+  const timers: Transition[] = [];
+  const actor = new UserActor({ sdkAppID: APP, userID: 'alice', clock, snapshot, onTimerTransition: (t) => timers.push(t) });
+  const changes = () => timers.filter((t) => t.before.version !== t.after.version);
+  return { clock, actor, timers, changes };
+}
+
+const viaJson = (s: Snapshot<unknown>): Snapshot<unknown> => JSON.parse(JSON.stringify(s)) as Snapshot<unknown>;
+const viaMsgpack = (s: Snapshot<unknown>): Snapshot<unknown> => unpack(pack(s)) as Snapshot<unknown>;
+
+const login = (actor: UserActor, deviceId: string, connId: string) =>
+  actor.step({ type: 'LOGIN', requestId: rid(), policy: policy(), deviceId, connId, gatewayId: `gw-${connId}`, platform: 'web' });
+
+for (const [name, roundTrip] of [
+  ['JSON', viaJson],
+  ['msgpackr', viaMsgpack],
+] as const) {
+  describe(`restore - through ${name}`, () => {
+    it(`restore - a ${name} round-tripped snapshot brings back the status, devices and subscriptions`, () => {
+      const { actor, clock } = original();
+      login(actor, 'd1', 'c1');
+      actor.step({ type: 'SET_CUSTOM_STATUS', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', customStatus: 'busy' });
+      actor.step({ type: 'SUBSCRIBE', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', userIDs: ['bob'] });
+      clock.increment(1_000);
+      const snap = roundTrip(actor.persistedSnapshot());
+      const { actor: copy } = restored(snap, T0 + 1_000);
+      expect(copy.status).toEqual(actor.status);
+      expect(copy.status).toMatchObject({ statusType: UserStatusType.ONLINE, customStatus: 'busy', version: 2 });
+      expect(copy.context.devices).toEqual(actor.context.devices);
+      expect(copy.context.subscriptions).toEqual(actor.context.subscriptions);
+      expect(copy.state).toBe('online');
+    });
+
+    it(`restore - after a ${name} restore the heartbeat timer fires with the time left, not before`, () => {
+      const { actor, clock } = original();
+      login(actor, 'd1', 'c1');
+      clock.increment(100_000);
+      const snap = roundTrip(actor.persistedSnapshot());
+      actor.stop();
+      const { actor: copy, clock: clock2, changes } = restored(snap, T0 + 100_000);
+      clock2.increment(HB - 100_000 - 1); // 299 999 ms more
+      expect(copy.status.statusType).toBe(UserStatusType.ONLINE);
+      expect(changes()).toEqual([]);
+      clock2.increment(1); // 300 000 ms more
+      expect(copy.status).toMatchObject({ statusType: UserStatusType.OFFLINE, version: 2, lastSeenAt: T0 + HB });
+      expect(changes()).toHaveLength(1);
+    });
+
+    it(`restore - after a ${name} restore the retention timer clears subscriptions with the time left, not before`, () => {
+      const { actor, clock } = original();
+      login(actor, 'd1', 'c1');
+      actor.step({ type: 'SUBSCRIBE', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', userIDs: ['bob'] });
+      actor.step({ type: 'DISCONNECT', policy: policy(), deviceId: 'd1', connId: 'c1' });
+      clock.increment(100_000);
+      const snap = roundTrip(actor.persistedSnapshot());
+      actor.stop();
+      const { actor: copy, clock: clock2 } = restored(snap, T0 + 100_000);
+      expect(copy.state).toEqual({ offline: 'retainingSubscriptions' });
+      clock2.increment(RETAIN - 100_000 - 1); // 499 999 ms more
+      expect(copy.context.subscriptions.map((s) => s.userID)).toEqual(['bob']);
+      clock2.increment(1); // 500 000 ms more
+      expect(copy.context.subscriptions).toEqual([]);
+      expect(copy.state).toEqual({ offline: 'idle' });
+    });
+
+    it(`restore - after a ${name} restore of an UNLOGINED user the retention timer continues`, () => {
+      const { actor, clock } = original();
+      login(actor, 'd1', 'c1');
+      actor.step({ type: 'SUBSCRIBE', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', userIDs: ['bob'] });
+      actor.step({ type: 'LOGOUT', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1' });
+      clock.increment(200_000);
+      const snap = roundTrip(actor.persistedSnapshot());
+      const { actor: copy, clock: clock2 } = restored(snap, T0 + 200_000);
+      clock2.increment(RETAIN - 200_000 - 1);
+      expect(copy.context.subscriptions).toHaveLength(1);
+      clock2.increment(1);
+      expect(copy.context.subscriptions).toEqual([]);
+      expect(copy.status.statusType).toBe(UserStatusType.UNLOGINED);
+    });
+  });
+}
+
+describe('restore - behaviour after restoring', () => {
+  it('restore - the restore itself is not reported as a timer transition that changes the status', () => {
+    const { actor } = original();
+    login(actor, 'd1', 'c1');
+    const { changes } = restored(viaJson(actor.persistedSnapshot()), T0 + 10);
+    expect(changes()).toEqual([]);
+  });
+
+  it('restore - a heartbeat to the restored actor moves the deadline on the new clock', () => {
+    const { actor, clock } = original();
+    login(actor, 'd1', 'c1');
+    clock.increment(100_000);
+    const { actor: copy, clock: clock2 } = restored(viaJson(actor.persistedSnapshot()), T0 + 100_000);
+    clock2.increment(200_000);
+    const res = copy.step({ type: 'HEARTBEAT', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1' });
+    expect(res.reply).toMatchObject({ ok: true });
+    clock2.increment(HB - 1); // old deadline long passed
+    expect(copy.status.statusType).toBe(UserStatusType.ONLINE);
+    clock2.increment(1);
+    expect(copy.status).toMatchObject({ statusType: UserStatusType.OFFLINE, lastSeenAt: T0 + 300_000 + HB });
+  });
+
+  it('restore - the restored actor knows the connections it held', () => {
+    const { actor } = original();
+    login(actor, 'd1', 'c1');
+    const { actor: copy } = restored(viaMsgpack(actor.persistedSnapshot()), T0);
+    expect(copy.step({ type: 'QUERY', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', userIDs: ['bob'] }).reply).toMatchObject({ ok: true });
+    const stranger = copy.step({ type: 'QUERY', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'zz', userIDs: ['bob'] });
+    expect(stranger.reply).toMatchObject({ ok: false, code: ErrorCode.NOT_LOGGED_IN });
+  });
+
+  it('restore - the restored actor keeps the rate window', () => {
+    const { actor } = original();
+    login(actor, 'd1', 'c1');
+    for (let i = 0; i < DEFAULT_LIMITS.rateLimit.count; i++) {
+      actor.step({ type: 'QUERY', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', userIDs: ['bob'] });
+    }
+    const { actor: copy } = restored(viaJson(actor.persistedSnapshot()), T0 + 1_000);
+    const res = copy.step({ type: 'QUERY', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', userIDs: ['bob'] });
+    expect(res.reply).toMatchObject({ ok: false, code: ErrorCode.RATE_LIMITED, retryAfterMs: 4_000 });
+  });
+
+  it('restore - a replacing login after restore still kicks the old connection with 6208', () => {
+    const { actor } = original();
+    login(actor, 'd1', 'c1');
+    const { actor: copy } = restored(viaJson(actor.persistedSnapshot()), T0 + 5);
+    const res = login(copy, 'd1', 'c2');
+    expect(res.kicks).toEqual([{ type: 'kick', connId: 'c1', gatewayId: 'gw-c1', code: ErrorCode.KICKED_BY_SAME_DEVICE }]);
+  });
+
+  it('restore - a user whose deadline passed while persisted goes OFFLINE as soon as the restored clock runs', () => {
+    const { actor } = original();
+    login(actor, 'd1', 'c1');
+    const { actor: copy, clock: clock2 } = restored(viaJson(actor.persistedSnapshot()), T0 + HB + 50_000);
+    clock2.increment(0);
+    expect(copy.status.statusType).toBe(UserStatusType.OFFLINE);
+  });
+
+  it('restore - two devices keep their own deadlines across a restore', () => {
+    const { actor, clock } = original();
+    login(actor, 'd1', 'c1');
+    clock.increment(50_000);
+    login(actor, 'd2', 'c2'); // d2 deadline T0 + 450 000
+    clock.increment(50_000);
+    const { actor: copy, clock: clock2 } = restored(viaMsgpack(actor.persistedSnapshot()), T0 + 100_000);
+    clock2.increment(300_000); // T0 + 400 000: d1 gone
+    expect(copy.status.statusType).toBe(UserStatusType.ONLINE);
+    expect(Object.keys(copy.context.devices)).toEqual(['d2']);
+    clock2.increment(49_999);
+    expect(copy.status.statusType).toBe(UserStatusType.ONLINE);
+    clock2.increment(1);
+    expect(copy.status).toMatchObject({ statusType: UserStatusType.OFFLINE, lastSeenAt: T0 + 450_000 });
+  });
+
+  it('restore - the persisted snapshot is plain JSON data', () => {
+    const { actor } = original();
+    login(actor, 'd1', 'c1');
+    const snap = actor.persistedSnapshot();
+    expect(viaJson(snap)).toEqual(snap); // nothing lost: no Map, Set, Date or function in it
+    expect(JSON.parse(JSON.stringify(snap))).toMatchObject({ value: 'online', context: { userID: 'alice', version: 1 } });
+  });
+});

@@ -1,0 +1,28 @@
+import { defineConfig } from 'vitest/config';
+
+// Two projects so the fast unit suite can run on its own (`npm run test:unit`).
+// End-to-end tests start real nodes and sockets; they run one file at a time so
+// the 2-core CI machine is not oversubscribed.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          environment: 'node',
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 30_000,
+          hookTimeout: 60_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
