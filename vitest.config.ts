@@ -1,8 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects so the fast unit suite can run on its own (`npm run test:unit`).
-// End-to-end tests start real nodes and sockets; they run one file at a time so
-// the 2-core CI machine is not oversubscribed.
+// Separate projects so the fast unit suite can run on its own (`npm run test:unit`).
+// End-to-end and integration tests start real nodes, sockets and NATS containers;
+// they run one file at a time so the 2-core CI machine is not oversubscribed.
 export default defineConfig({
   test: {
     projects: [
@@ -20,6 +20,16 @@ export default defineConfig({
           environment: 'node',
           testTimeout: 30_000,
           hookTimeout: 60_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
           fileParallelism: false,
         },
       },
