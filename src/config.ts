@@ -7,6 +7,10 @@ export interface NodeConfig {
   port: number;
   host: string;
   nats?: string[];
+  /** Replicas of the KV buckets on NATS; default: the cluster size the server reports, at most 3. */
+  natsReplicas?: number;
+  /** No shard is claimed while fewer nodes are in view. */
+  minView: number;
   nodeId?: string;
   adminKey?: string;
   logLevel: string;
@@ -25,6 +29,8 @@ interface ConfigFile {
   port?: number;
   host?: string;
   nats?: string | string[];
+  natsReplicas?: number;
+  minView?: number;
   nodeId?: string;
   adminKey?: string;
   logLevel?: string;
@@ -48,6 +54,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     port,
     host: flags.host ?? env.PRESENCE_HOST ?? file.host ?? '0.0.0.0',
     logLevel: env.PRESENCE_LOG_LEVEL ?? file.logLevel ?? 'info',
+    minView: positive('min view', env.PRESENCE_MIN_VIEW ?? file.minView ?? 1),
     apps: (file.apps ?? []).map((app, i) => {
       try {
         return parseAppBody(app.sdkAppID, app, undefined);
@@ -57,6 +64,8 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     }),
   };
   if (nats) config.nats = (Array.isArray(nats) ? nats : nats.split(',')).map((url) => url.trim()).filter(Boolean);
+  const replicas = env.PRESENCE_NATS_REPLICAS ?? file.natsReplicas;
+  if (replicas !== undefined) config.natsReplicas = positive('NATS replicas', replicas);
   const nodeId = flags.nodeId ?? env.PRESENCE_NODE_ID ?? file.nodeId;
   if (nodeId !== undefined) {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(nodeId)) throw new ConfigError(`node id must be 1-64 characters of [A-Za-z0-9_-], got ${nodeId}`);
@@ -65,6 +74,12 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const adminKey = env.PRESENCE_ADMIN_KEY ?? file.adminKey;
   if (adminKey !== undefined) config.adminKey = adminKey;
   return config;
+}
+
+function positive(what: string, value: string | number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${what} must be a positive integer, got ${value}`);
+  return n;
 }
 
 function readConfigFile(path: string): ConfigFile {

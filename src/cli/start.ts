@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { genUserSig } from '../auth/index.js';
 import { PresenceNode } from '../cluster/node.js';
+import { NatsTransport } from '../cluster/transport/nats.js';
 import { withDefaultLimits, type AppConfig } from '../cluster/stores/apps.js';
 import { loadConfig, type ConfigFlags } from '../config.js';
 import { createLogger } from '../log.js';
@@ -10,10 +11,15 @@ export const DEV_SDKAPPID = 1400000001;
 
 export async function runStart(flags: ConfigFlags): Promise<number> {
   const config = loadConfig(flags);
-  if (config.nats) {
-    process.stderr.write('presence start: --nats needs the NATS transport, which this build does not include yet; run without --nats for one embedded node\n');
-    return 2;
-  }
+  const log = createLogger({ level: config.logLevel, ...(config.nodeId ? { nodeId: config.nodeId } : {}) });
+  const transport = config.nats
+    ? await NatsTransport.connect({
+        servers: config.nats,
+        ...(config.nodeId ? { name: config.nodeId } : {}),
+        ...(config.natsReplicas ? { replicas: config.natsReplicas } : {}),
+        log,
+      })
+    : undefined;
   const devApp: AppConfig | undefined = config.apps.length
     ? undefined
     : {
@@ -29,8 +35,10 @@ export async function runStart(flags: ConfigFlags): Promise<number> {
     host: config.host,
     ...(config.nodeId ? { nodeId: config.nodeId } : {}),
     ...(config.adminKey ? { adminKey: config.adminKey } : {}),
-    apps: devApp ? [devApp] : config.apps,
-    log: createLogger({ level: config.logLevel, ...(config.nodeId ? { nodeId: config.nodeId } : {}) }),
+    apps: config.apps,
+    ...(devApp ? { defaultApp: devApp } : {}),
+    ...(transport ? { transport, cluster: { minView: config.minView } } : {}),
+    log,
   });
   const port = await node.start();
   const base = `http://localhost:${port}`;
@@ -40,7 +48,7 @@ export async function runStart(flags: ConfigFlags): Promise<number> {
     `  admin:    ${base}/admin   (Authorization: Bearer ${config.adminKey ? '<PRESENCE_ADMIN_KEY>' : node.adminKey})`,
     `  health:   ${base}/healthz  ${base}/readyz`,
   ];
-  if (devApp) {
+  if (devApp && node.createdDefaultApp) {
     lines.push(
       `  dev app:  sdkAppID ${devApp.sdkAppID}, secret ${devApp.secretKey}`,
       `  UserSig for 'alice': ${genUserSig({ sdkAppID: devApp.sdkAppID, secretKey: devApp.secretKey, userID: 'alice' })}`,

@@ -21,7 +21,8 @@ export type ShardCommand =
 
 export type ShardReply =
   | { ok: true; status?: UserStatus; statuses?: UserStatus[]; evicted?: string[] }
-  | { ok: false; error: WireError };
+  /** `moved`: the node does not serve the shard (any more); the router retries elsewhere. */
+  | { ok: false; error: WireError; moved?: boolean };
 
 /** One message to one gateway: the statuses due to each of its connections, and kicks. */
 export interface GatewayDelivery {

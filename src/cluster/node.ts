@@ -10,7 +10,9 @@ import { createLogger, type Logger } from '../log.js';
 import { decode, encode } from './codec.js';
 import { DeliveryBatcher } from './delivery.js';
 import { FanOut } from './fanout.js';
+import { DEFAULT_MEMBERSHIP_TIMING, Membership, type MembershipTiming } from './membership.js';
 import { ShardRouter } from './router.js';
+import { ShardLeases } from './shardLeases.js';
 import { SHARD_COUNT } from './shards.js';
 import { ShardHost } from './shardHost.js';
 import { AppRegistry, type AppConfig } from './stores/apps.js';
@@ -31,9 +33,22 @@ export interface PresenceNodeOptions {
   adminKey?: string;
   /** Apps to create at start when the `apps` bucket does not have them yet. */
   apps?: AppConfig[];
+  /** Created only when the cluster has no app at all: the development app of `npm start`. */
+  defaultApp?: AppConfig;
   /** Time of the user actors; xstate's SimulatedClock in tests. */
   clock?: Clock & { setTimeout?: unknown };
   log?: Logger;
+  /**
+   * Share the shards with every node on the same transport (NATS): membership,
+   * shard leases and takeover. Without it the node serves every shard itself.
+   */
+  cluster?: {
+    /** No shard is claimed while fewer nodes are in view. Default 1. */
+    minView?: number;
+    timing?: MembershipTiming;
+    /** Shards claimed or handed over per membership tick. Default 128. */
+    maxMovesPerTick?: number;
+  };
 }
 
 interface FriendsChanged {
@@ -62,7 +77,13 @@ export class PresenceNode implements AdminBackend {
   private fanout: FanOut | undefined;
   private readonly subscriptions: Subscription[] = [];
   private ready = false;
+  /** Whether `start` created `defaultApp` (its secret is worth printing then). */
+  createdDefaultApp = false;
   private readonly startedAt = Date.now();
+  private readonly incarnation = randomUUID();
+  private membership: Membership | undefined;
+  private leases: ShardLeases | undefined;
+  private ticker: NodeJS.Timeout | undefined;
 
   constructor(options: PresenceNodeOptions = {}) {
     this.options = options;
@@ -85,12 +106,17 @@ export class PresenceNode implements AdminBackend {
     this.apps = new AppRegistry(apps);
     await this.apps.start();
     for (const app of this.options.apps ?? []) if (!this.apps.get(app.sdkAppID)) await this.apps.put(app);
+    const defaultApp = this.options.defaultApp;
+    if (defaultApp && this.apps.list().length === 0) this.createdDefaultApp = await this.apps.create(defaultApp);
     this.friends = new FriendStore(friends);
     this.users = new UserStore(users, statuses);
     this.revocations = new RevocationStore(revocations);
     this.router = new ShardRouter(t);
     const delivery = new DeliveryBatcher(t);
+    const cluster = this.options.cluster;
+    const active = cluster ? await t.kv(BUCKETS.active) : undefined;
     const shardHost = new ShardHost({
+      ...(active ? { active, isServing: (shard: number) => this.leases?.isServing(shard) ?? false } : {}),
       nodeId: this.nodeId,
       transport: t,
       users: this.users,
@@ -110,7 +136,8 @@ export class PresenceNode implements AdminBackend {
         void shardHost.friendsChanged(change.app, change.users);
       }),
     );
-    shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
+    if (cluster) await this.joinCluster(shardHost, cluster);
+    else shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
 
     this.gateway = new Gateway({
       gatewayId: this.nodeId,
@@ -136,6 +163,46 @@ export class PresenceNode implements AdminBackend {
     return this.port;
   }
 
+  /** Announces this node and starts the lease loop; shards follow over the next ticks. */
+  private async joinCluster(shardHost: ShardHost, cluster: NonNullable<PresenceNodeOptions['cluster']>): Promise<void> {
+    const timing = cluster.timing ?? DEFAULT_MEMBERSHIP_TIMING;
+    const [nodes, leases] = await Promise.all([
+      this.transport.kv(BUCKETS.nodes, { ttlMs: timing.deadAfterMs * 20 }),
+      this.transport.kv(BUCKETS.leases),
+    ]);
+    const clock = { now: () => Date.now() };
+    this.membership = new Membership(nodes, { nodeId: this.nodeId, incarnation: this.incarnation, startedAt: this.startedAt, shards: 0, actors: 0 }, clock, timing);
+    this.leases = new ShardLeases(leases, this.membership, this.incarnation, shardHost, {
+      shardCount: SHARD_COUNT,
+      minView: cluster.minView ?? 1,
+      maxMovesPerTick: cluster.maxMovesPerTick ?? 128,
+      log: this.log,
+    });
+    await this.membership.start();
+    await this.leases.start();
+    const membership = this.membership;
+    const leasesLoop = this.leases;
+    let running = false;
+    // Phoenix-style stutter: nodes started together do not renew in lockstep.
+    const tick = async () => {
+      if (running) return;
+      running = true;
+      try {
+        await membership
+          .renew({ shards: leasesLoop.heldShards.length, actors: shardHost.residentCount })
+          .catch((error) => this.log.warn({ err: error }, 'membership lease not renewed'));
+        await leasesLoop.tick();
+      } catch (error) {
+        this.log.error({ err: error }, 'ownership tick failed');
+      } finally {
+        running = false;
+      }
+    };
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * timing.renewMs * 0.25));
+    this.ticker = setInterval(() => void tick(), timing.renewMs);
+    void tick();
+  }
+
   get port(): number {
     return (this.server?.address() as AddressInfo | null)?.port ?? 0;
   }
@@ -145,6 +212,10 @@ export class PresenceNode implements AdminBackend {
     this.ready = false;
     await this.gateway?.close();
     for (const subscription of this.subscriptions) subscription.unsubscribe();
+    clearInterval(this.ticker);
+    await this.leases?.releaseAll();
+    this.leases?.stop();
+    await this.membership?.leave();
     await this.shardHost?.stop();
     this.fanout?.close();
     this.apps?.stop();
@@ -180,21 +251,29 @@ export class PresenceNode implements AdminBackend {
 
   async clusterView(): Promise<unknown> {
     const host = this.shardHost!;
+    const self = {
+      nodeId: this.nodeId,
+      startedAt: this.startedAt,
+      shards: host.ownedShards.length,
+      ownedShards: compactRanges(host.ownedShards),
+      actors: host.residentCount,
+      onlineUsers: host.onlineCount,
+      connections: this.gateway!.connectionCount,
+      watchedUsers: this.fanout!.interestCount,
+    };
+    if (!this.membership || !this.leases) return { transport: this.transport.kind, shardCount: SHARD_COUNT, nodes: [self] };
+    const owners = this.leases.owners();
+    const shardsOf = (nodeId: string) => [...owners].filter(([, owner]) => owner === nodeId).map(([shard]) => shard).sort((a, b) => a - b);
+    const nodes = this.membership.records().map((record) =>
+      record.nodeId === this.nodeId
+        ? self
+        : { nodeId: record.nodeId, startedAt: record.startedAt, shards: shardsOf(record.nodeId).length, ownedShards: compactRanges(shardsOf(record.nodeId)), actors: record.actors },
+    );
     return {
       transport: this.transport.kind,
       shardCount: SHARD_COUNT,
-      nodes: [
-        {
-          nodeId: this.nodeId,
-          startedAt: this.startedAt,
-          shards: host.ownedShards.length,
-          ownedShards: compactRanges(host.ownedShards),
-          actors: host.residentCount,
-          onlineUsers: host.onlineCount,
-          connections: this.gateway!.connectionCount,
-          watchedUsers: this.fanout!.interestCount,
-        },
-      ],
+      unownedShards: SHARD_COUNT - owners.size,
+      nodes,
     };
   }
 }

@@ -33,14 +33,15 @@ export class ShardRouter {
     const giveUpAt = Date.now() + this.unownedRetryMs;
     for (let attempt = 0; ; attempt++) {
       try {
-        return decode<ShardReply>(await this.transport.request(subject, data, { timeoutMs: this.requestTimeoutMs }));
+        const reply = decode<ShardReply>(await this.transport.request(subject, data, { timeoutMs: this.requestTimeoutMs }));
+        if (reply.ok || !reply.moved) return reply;
       } catch (error) {
         if (error instanceof RequestTimeoutError) return timedOut(`the owner of ${command.user} did not answer in ${this.requestTimeoutMs} ms`);
         if (!(error instanceof NoRespondersError)) throw error;
-        const delay = Math.random() * Math.min(1_000, 25 * 2 ** attempt);
-        if (Date.now() + delay > giveUpAt) return timedOut(`no node serves the shard of ${command.user} right now; retry`);
-        await new Promise((resolve) => setTimeout(resolve, delay));
       }
+      const delay = Math.random() * Math.min(1_000, 25 * 2 ** attempt);
+      if (Date.now() + delay > giveUpAt) return timedOut(`no node serves the shard of ${command.user} right now; retry`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
 }

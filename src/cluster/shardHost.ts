@@ -1,6 +1,6 @@
 import type { Snapshot } from 'xstate';
 import { UserActor, type Clock, type StepResult, type Transition } from '../actors/index.js';
-import type { PresenceEvent, UserStatus } from '../actors/types.js';
+import type { Device, PresenceEvent, UserStatus } from '../actors/types.js';
 import { ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { decode, encode } from './codec.js';
@@ -10,13 +10,17 @@ import type { FanOut } from './fanout.js';
 import { policyOf, type AppConfig, type AppRegistry } from './stores/apps.js';
 import type { FriendStore } from './stores/friends.js';
 import type { UserStore } from './stores/users.js';
-import { subjects, userKey } from './subjects.js';
-import type { Subscription, Transport } from './transport/types.js';
+import { subjects, userFromToken, userKey } from './subjects.js';
+import type { KvBucket, Subscription, Transport } from './transport/types.js';
+import { shardOf } from './shards.js';
 
 interface Resident {
   actor: UserActor;
   sdkAppID: number;
   userID: string;
+  shard: number;
+  /** Whether the `active` index lists this actor (it has a device or a deadline pending). */
+  indexed: boolean;
   /** Revision of the `users` key this actor last wrote or was loaded at (0: absent). */
   revision: number;
   /** Clock time of the last snapshot write, to persist heartbeats lazily. */
@@ -36,6 +40,15 @@ export interface ShardHostDeps {
   delivery: DeliveryBatcher;
   clock: Clock & { setTimeout?: unknown };
   log: Logger;
+  /**
+   * Index of actors with something pending (`<shard>.<user key>`), so that a node
+   * taking a shard over restores exactly those. Absent on a single embedded node.
+   */
+  active?: KvBucket;
+  /** Whether this node may serve `shard` right now (its lease holds); always on one node. */
+  isServing?: (shard: number) => boolean;
+  /** Actors restored per batch when a shard is taken over; batches yield to other work. */
+  restoreBatch?: number;
 }
 
 /** The transient error a command gets when its actor could not be persisted. */
@@ -47,6 +60,7 @@ export class PersistenceError extends Error {
 }
 
 const REQUEST = 'request';
+const EMPTY = new Uint8Array(0);
 
 /**
  * Runs the user actors of the shards this node owns: activates an actor from the
@@ -62,15 +76,35 @@ export class ShardHost {
 
   /** Starts answering `subjects.shardCommand(shard)` for each shard. */
   serve(shards: Iterable<number>): void {
-    for (const shard of shards) {
-      if (this.served.has(shard)) continue;
-      this.served.set(
-        shard,
-        this.deps.transport.serve(subjects.shardCommand(shard), async (data) =>
-          encode(await this.handle(decode<ShardCommand>(data))),
-        ),
-      );
+    for (const shard of shards) this.serveShard(shard);
+  }
+
+  /** ShardServer: serves a shard just claimed and restores its actors with something pending. */
+  async acquire(shard: number): Promise<void> {
+    this.serveShard(shard);
+    const active = this.deps.active;
+    if (!active) return;
+    const keys = await active.keys(`${shard}.>`);
+    const batch = this.deps.restoreBatch ?? 200;
+    for (let i = 0; i < keys.length; i += batch) {
+      await Promise.all(keys.slice(i, i + batch).map((key) => this.restore(key)));
+      await new Promise((resolve) => setImmediate(resolve));
     }
+    if (keys.length) this.deps.log.info({ shard, restored: keys.length }, 'shard taken over');
+  }
+
+  /** ShardServer: hands a shard over; every actor of it is persisted before it stops. */
+  async release(shard: number): Promise<void> {
+    this.stopServing(shard);
+    const leaving = [...this.residents.values()].filter((r) => r.shard === shard);
+    await Promise.allSettled(leaving.map((r) => r.queue));
+    for (const resident of leaving) this.unload(resident);
+  }
+
+  /** ShardServer: fenced; the actors may be stale, so they go without a write. */
+  drop(shard: number): void {
+    this.stopServing(shard);
+    for (const resident of [...this.residents.values()]) if (resident.shard === shard) this.unload(resident);
   }
 
   get ownedShards(): number[] {
@@ -98,6 +132,10 @@ export class ShardHost {
   }
 
   async handle(command: ShardCommand): Promise<ShardReply> {
+    const shard = shardOf(command.app, command.user);
+    if (!this.served.has(shard) || !(this.deps.isServing?.(shard) ?? true)) {
+      return { ok: false, moved: true, error: { code: ErrorCode.REQUEST_TIMEOUT, desc: `shard ${shard} is not served by ${this.deps.nodeId}` } };
+    }
     const app = this.deps.apps.get(command.app);
     if (!app) return refused(ErrorCode.UNKNOWN_SDKAPPID, `sdkAppID ${command.app} is not configured on this cluster`);
     try {
@@ -135,11 +173,9 @@ export class ShardHost {
 
   /** Persists and stops every actor; the node is going away. */
   async stop(): Promise<void> {
-    for (const subscription of this.served.values()) subscription.unsubscribe();
-    this.served.clear();
+    for (const shard of [...this.served.keys()]) this.stopServing(shard);
     await Promise.allSettled([...this.residents.values()].map((r) => r.queue));
-    for (const resident of this.residents.values()) resident.actor.stop();
-    this.residents.clear();
+    for (const resident of [...this.residents.values()]) this.unload(resident);
   }
 
   private async apply(resident: Resident, app: AppConfig, command: ShardCommand): Promise<ShardReply> {
@@ -147,6 +183,10 @@ export class ShardHost {
     await this.commit(resident, app, result, command.op === 'heartbeat');
     const reply = result.reply;
     if (reply && !reply.ok) return refused(reply.code, reply.desc, reply.retryAfterMs);
+    if (command.op === 'login') {
+      const device = result.context.devices[command.deviceId];
+      if (device) await this.pushFollowed(resident, [device]);
+    }
     switch (command.op) {
       case 'query':
         return { ok: true, statuses: await this.statuses(app.sdkAppID, command.userIDs) };
@@ -169,7 +209,8 @@ export class ShardHost {
     for (const kick of transition.kicks) this.deps.delivery.kick(kick.gatewayId, kick.connId, kick.code);
     if (changed) this.announce(resident, transition);
     this.updateInterest(resident, app);
-    if (isIdle(transition)) this.passivate(resident);
+    if (isIdle(transition)) await this.passivate(resident);
+    else if (!resident.indexed) await this.index(resident, true);
   }
 
   private async persist(resident: Resident, app: AppConfig, status: UserStatus, statusChanged: boolean): Promise<void> {
@@ -199,15 +240,16 @@ export class ShardHost {
   }
 
   private updateInterest(resident: Resident, app: AppConfig): void {
-    const context = resident.actor.context;
     const key = userKey(resident.sdkAppID, resident.userID);
-    if (Object.keys(context.devices).length === 0) {
-      this.deps.fanout().follow(key, resident.sdkAppID, []);
-      return;
-    }
-    const targets = new Set(context.subscriptions.map((s) => s.userID));
+    const online = Object.keys(resident.actor.context.devices).length > 0;
+    this.deps.fanout().follow(key, resident.sdkAppID, online ? this.targetsOf(resident, app) : []);
+  }
+
+  /** Whom a user follows: its subscriptions, and its friends when the app's friend switch is on. */
+  private targetsOf(resident: Resident, app: AppConfig): Set<string> {
+    const targets = new Set(resident.actor.context.subscriptions.map((s) => s.userID));
     if (app.friendStatusAutoNotify) for (const friend of resident.friends) targets.add(friend);
-    this.deps.fanout().follow(key, resident.sdkAppID, targets);
+    return targets;
   }
 
   private async refreshFriends(resident: Resident, app: AppConfig): Promise<void> {
@@ -215,16 +257,76 @@ export class ShardHost {
     this.updateInterest(resident, app);
   }
 
-  private passivate(resident: Resident): void {
+  private async passivate(resident: Resident): Promise<void> {
+    if (resident.indexed) await this.index(resident, false);
     this.evict(resident);
   }
 
+  private async index(resident: Resident, pending: boolean): Promise<void> {
+    const active = this.deps.active;
+    if (!active) return;
+    const key = `${resident.shard}.${userKey(resident.sdkAppID, resident.userID)}`;
+    if (pending) await active.put(key, EMPTY);
+    else await active.delete(key);
+    resident.indexed = pending;
+  }
+
+  /** Drops a resident from memory; its durable state is whatever it last wrote. */
   private evict(resident: Resident): void {
     const key = userKey(resident.sdkAppID, resident.userID);
     if (this.residents.get(key) !== resident) return;
-    this.residents.delete(key);
+    this.unload(resident);
+  }
+
+  private unload(resident: Resident): void {
+    const key = userKey(resident.sdkAppID, resident.userID);
+    if (this.residents.get(key) === resident) this.residents.delete(key);
     this.deps.fanout().follow(key, resident.sdkAppID, []);
     resident.actor.stop();
+  }
+
+  private serveShard(shard: number): void {
+    if (this.served.has(shard)) return;
+    const subject = subjects.shardCommand(shard);
+    const handler = async (data: Uint8Array) => encode(await this.handle(decode<ShardCommand>(data)));
+    this.served.set(shard, this.deps.transport.serve(subject, handler, { queue: 'owners' }));
+  }
+
+  private stopServing(shard: number): void {
+    this.served.get(shard)?.unsubscribe();
+    this.served.delete(shard);
+  }
+
+  /** Brings back an actor listed in the `active` index after a shard move. */
+  private async restore(indexKey: string): Promise<void> {
+    const [, app, token] = /^\d+\.(\d+)\.(.+)$/.exec(indexKey) ?? [];
+    const config = app ? this.deps.apps.get(Number(app)) : undefined;
+    if (!config || !token) return;
+    const userID = userFromToken(token);
+    await this.withResident(config, userID, async (resident) => {
+      resident.indexed = true;
+      this.updateInterest(resident, config);
+      await this.pushFollowed(resident, Object.values(resident.actor.context.devices));
+      if (isIdle({ state: resident.actor.state } as Transition)) await this.passivate(resident);
+    });
+  }
+
+  /**
+   * Sends `devices` the current status of everyone their user follows: what a device
+   * coming back (or an actor moved to this node) may have missed. Never-seen users
+   * are left out; the SDK drops anything not newer than what it holds.
+   */
+  private async pushFollowed(resident: Resident, devices: Device[]): Promise<void> {
+    if (devices.length === 0) return;
+    const app = this.deps.apps.get(resident.sdkAppID);
+    if (!app) return;
+    const targets = this.targetsOf(resident, app);
+    if (targets.size === 0) return;
+    const statuses = await this.statuses(resident.sdkAppID, [...targets]);
+    for (const status of statuses) {
+      if (status.version === 0) continue;
+      for (const device of devices) this.deps.delivery.push(device.gatewayId, device.connId, status);
+    }
   }
 
   private async withResident<T>(app: AppConfig, userID: string, work: (resident: Resident) => Promise<T>): Promise<T> {
@@ -259,6 +361,8 @@ export class ShardHost {
     const resident: Resident = {
       sdkAppID: app.sdkAppID,
       userID,
+      shard: shardOf(app.sdkAppID, userID),
+      indexed: false,
       revision: stored?.revision ?? 0,
       persistedAt: this.deps.clock.now(),
       friends,

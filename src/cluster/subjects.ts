@@ -41,4 +41,5 @@ export const BUCKETS = {
   revocations: 'pres_revocations',
   leases: 'pres_leases',
   nodes: 'pres_nodes',
+  active: 'pres_active',
 } as const;

@@ -2,6 +2,7 @@ import type { AppLimits, AppPolicy, Edition } from '../../actors/types.js';
 import { DEFAULT_LIMITS } from '../../actors/types.js';
 import { decode, encode } from '../codec.js';
 import { appKey } from '../subjects.js';
+import { KvConflictError } from '../transport/errors.js';
 import type { KvBucket, Subscription } from '../transport/types.js';
 
 /** One tenant, as stored in the `apps` bucket and set with `PUT /admin/apps/:sdkAppID`. */
@@ -67,6 +68,18 @@ export class AppRegistry {
     await this.bucket.put(appKey(app.sdkAppID), encode(app));
     this.remember(app);
     return app;
+  }
+
+  /** Stores the app only if no app has that sdkAppID yet, on any node; true if this call created it. */
+  async create(app: AppConfig): Promise<boolean> {
+    try {
+      await this.bucket.create(appKey(app.sdkAppID), encode(app));
+    } catch (error) {
+      if (error instanceof KvConflictError) return false;
+      throw error;
+    }
+    this.remember(app);
+    return true;
   }
 
   onChange(listener: (app: AppConfig) => void): () => void {

@@ -1,4 +1,5 @@
 import { KvConflictError } from './errors.js';
+import { subjectMatches } from './subjectMatch.js';
 import type { KvBucket, KvEntry, KvOptions, KvWatchEvent, Subscription } from './types.js';
 
 interface Stored {
@@ -46,8 +47,8 @@ export class MemoryKvBucket implements KvBucket {
     this.notify({ op: 'delete', key, revision: ++this.revision });
   }
 
-  async keys(): Promise<string[]> {
-    return [...this.entries.keys()].filter((key) => this.live(key));
+  async keys(filter?: string): Promise<string[]> {
+    return [...this.entries.keys()].filter((key) => this.live(key) && (filter === undefined || subjectMatches(filter, key)));
   }
 
   async watch(handler: (event: KvWatchEvent) => void): Promise<Subscription> {

@@ -62,7 +62,8 @@ export interface KvBucket {
   update(key: string, value: Uint8Array, revision: number): Promise<number>;
   /** Deletes; with `revision`, only if the key's latest revision is that. */
   delete(key: string, revision?: number): Promise<void>;
-  keys(): Promise<string[]>;
+  /** Every key, or those matching a subject-style `filter` such as `12.>`. */
+  keys(filter?: string): Promise<string[]>;
   /** Calls `handler` for every change after the call; returns a handle to stop. */
   watch(handler: (event: KvWatchEvent) => void): Promise<Subscription>;
 }

@@ -1,0 +1,175 @@
+import type { Logger } from '../log.js';
+import { decode, encode } from './codec.js';
+import type { Membership } from './membership.js';
+import { desiredOwner } from './rendezvous.js';
+import { KvConflictError } from './transport/errors.js';
+import type { KvBucket, Subscription } from './transport/types.js';
+
+/** What the shard leases drive: the part of the node that runs a shard's actors. */
+export interface ShardServer {
+  /** Starts serving `shard` and restores its actors that have deadlines pending. */
+  acquire(shard: number): Promise<void>;
+  /** Hands `shard` over: persists and stops its actors, then stops serving it. */
+  release(shard: number): Promise<void>;
+  /** Stops serving `shard` at once, discarding its actors unpersisted (this node is fenced). */
+  drop(shard: number): void;
+}
+
+interface Claim {
+  nodeId: string;
+  incarnation: string;
+  revision: number;
+}
+
+export interface ShardLeasesOptions {
+  shardCount: number;
+  /** No shard is claimed while fewer nodes than this are in view (a node starting alone). */
+  minView: number;
+  /** Acquisitions and releases started per tick: a joining or failed node moves gradually. */
+  maxMovesPerTick: number;
+  log: Logger;
+}
+
+const claimKey = (shard: number): string => `shard.${shard}`;
+const shardOfKey = (key: string): number => Number(key.slice('shard.'.length));
+
+/**
+ * Shard ownership. Who *should* own a shard is rendezvous hashing over the live view;
+ * who *does* is a claim in the `leases` bucket, taken with compare-and-set and valid
+ * while its holder's membership lease is renewed. A claim of a dead holder is taken
+ * over by compare-and-set on the revision seen, so two nodes cannot both take it;
+ * a holder that cannot renew its membership fences itself before anyone may take over.
+ */
+export class ShardLeases {
+  private readonly claims = new Map<number, Claim>();
+  private readonly held = new Map<number, number>();
+  private watch: Subscription | undefined;
+  private ticking = false;
+
+  constructor(
+    private readonly bucket: KvBucket,
+    private readonly membership: Membership,
+    private readonly incarnation: string,
+    private readonly server: ShardServer,
+    private readonly options: ShardLeasesOptions,
+  ) {}
+
+  async start(): Promise<void> {
+    this.watch = await this.bucket.watch((event) => {
+      if (event.op === 'put') this.observe(shardOfKey(event.entry.key), decode<Omit<Claim, 'revision'>>(event.entry.value), event.entry.revision);
+      else this.forget(shardOfKey(event.key));
+    });
+    for (const key of await this.bucket.keys()) {
+      const entry = await this.bucket.get(key);
+      if (entry) this.observe(shardOfKey(key), decode<Omit<Claim, 'revision'>>(entry.value), entry.revision);
+    }
+  }
+
+  /** True while this node holds the shard's claim and its own lease is fresh. */
+  isServing(shard: number): boolean {
+    return this.held.has(shard) && this.membership.isLive;
+  }
+
+  get heldShards(): number[] {
+    return [...this.held.keys()].sort((a, b) => a - b);
+  }
+
+  /** Current claim holder of every claimed shard, for the cluster view. */
+  owners(): Map<number, string> {
+    return new Map([...this.claims].map(([shard, claim]) => [shard, claim.nodeId]));
+  }
+
+  /** One step of the ownership protocol; runs every membership renewal. */
+  async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      if (!this.membership.isLive) return this.fence();
+      const view = this.membership.view();
+      if (view.length < this.options.minView) return;
+      const self = this.membership.nodeId;
+      const releases: number[] = [];
+      const acquisitions: Array<{ shard: number; revision: number }> = [];
+      for (let shard = 0; shard < this.options.shardCount; shard++) {
+        const mine = desiredOwner(shard, view) === self;
+        if (this.held.has(shard)) {
+          if (!mine) releases.push(shard);
+          continue;
+        }
+        if (!mine) continue;
+        const claim = this.claims.get(shard);
+        if (!claim) acquisitions.push({ shard, revision: 0 });
+        else if (claim.nodeId === self || !this.membership.isAlive(claim.nodeId, claim.incarnation)) {
+          acquisitions.push({ shard, revision: claim.revision });
+        }
+      }
+      const budget = this.options.maxMovesPerTick;
+      await Promise.all(releases.slice(0, budget).map((shard) => this.handOver(shard)));
+      await Promise.all(acquisitions.slice(0, budget).map((a) => this.acquire(a.shard, a.revision)));
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /** Graceful drain: hands every shard over and deletes the claims so successors claim at once. */
+  async releaseAll(): Promise<void> {
+    await Promise.all([...this.held.keys()].map((shard) => this.handOver(shard)));
+  }
+
+  stop(): void {
+    this.watch?.unsubscribe();
+  }
+
+  private async acquire(shard: number, revision: number): Promise<void> {
+    const value = encode({ nodeId: this.membership.nodeId, incarnation: this.incarnation });
+    try {
+      const taken = revision === 0 ? await this.bucket.create(claimKey(shard), value) : await this.bucket.update(claimKey(shard), value, revision);
+      this.held.set(shard, taken);
+      this.observe(shard, { nodeId: this.membership.nodeId, incarnation: this.incarnation }, taken);
+    } catch (error) {
+      if (error instanceof KvConflictError) return;
+      this.options.log.warn({ err: error, shard }, 'shard claim failed; will retry');
+      return;
+    }
+    try {
+      await this.server.acquire(shard);
+    } catch (error) {
+      this.options.log.error({ err: error, shard }, 'shard restore failed; handing it back');
+      await this.handOver(shard);
+    }
+  }
+
+  private async handOver(shard: number): Promise<void> {
+    const revision = this.held.get(shard);
+    if (revision === undefined) return;
+    await this.server.release(shard);
+    this.held.delete(shard);
+    await this.bucket.delete(claimKey(shard), revision).catch((error) => {
+      if (!(error instanceof KvConflictError)) this.options.log.warn({ err: error, shard }, 'claim not deleted; its lease will lapse');
+    });
+  }
+
+  /** The lease could not be renewed in time: stop serving everything before anyone takes over. */
+  private fence(): void {
+    if (this.held.size === 0) return;
+    this.options.log.warn({ shards: this.held.size }, 'membership lease not renewed in time: fencing, dropping every shard');
+    for (const shard of this.held.keys()) this.server.drop(shard);
+    this.held.clear();
+  }
+
+  private observe(shard: number, claim: Omit<Claim, 'revision'>, revision: number): void {
+    const known = this.claims.get(shard);
+    if (known && known.revision >= revision) return;
+    this.claims.set(shard, { nodeId: claim.nodeId, incarnation: claim.incarnation, revision });
+    const ours = claim.nodeId === this.membership.nodeId && claim.incarnation === this.incarnation;
+    if (this.held.has(shard) && !ours) {
+      this.options.log.warn({ shard, holder: claim.nodeId }, 'shard claimed by another node: dropping it');
+      this.server.drop(shard);
+      this.held.delete(shard);
+    }
+  }
+
+  private forget(shard: number): void {
+    this.claims.delete(shard);
+  }
+}

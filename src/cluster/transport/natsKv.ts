@@ -1,0 +1,142 @@
+import { RequestError, TimeoutError } from '@nats-io/transport-node';
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import { KvWatchInclude, type KV, type Kvm } from '@nats-io/kv';
+import { KvConflictError } from './errors.js';
+import type { KvBucket, KvEntry, KvOptions, KvWatchEvent, Subscription } from './types.js';
+
+export interface KvLog {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+/**
+ * Opens a JetStream KV bucket, creating it with `replicas` if it does not exist.
+ * A new JetStream cluster answers its first calls only once a meta leader is
+ * elected (seconds), and R3 placement fails until the peers are known: those
+ * answers are retried with backoff for up to `retryForMs`.
+ *
+ * An existing bucket is opened as it is: its TTL, history and replicas are not changed.
+ */
+export async function openNatsKv(
+  kvm: Kvm,
+  bucket: string,
+  options: KvOptions & { replicas: number; retryForMs?: number; log?: KvLog },
+): Promise<NatsKvBucket> {
+  const deadline = Date.now() + (options.retryForMs ?? 30_000);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const kv = await kvm.create(bucket, {
+        replicas: options.replicas,
+        history: options.history ?? 1,
+        ...(options.ttlMs !== undefined ? { ttl: options.ttlMs } : {}),
+      });
+      return new NatsKvBucket(bucket, kv, options.log);
+    } catch (err) {
+      if (!isTransientJetStreamError(err) || Date.now() >= deadline) {
+        throw new Error(
+          `kv ${bucket}: cannot create or open the bucket with ${options.replicas} replica(s)` +
+            ` (replicas must not exceed the JetStream servers in the cluster): ${String(err)}`,
+          { cause: err },
+        );
+      }
+      const delayMs = Math.min(2_000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
+      options.log?.info({ bucket, attempt, delayMs, err: String(err) }, 'kv bucket not ready, retrying');
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}
+
+// 10005 no suitable peers for placement, 10008 JetStream system temporarily unavailable,
+// 10023 insufficient resources: all seen while a cluster forms or loses a server.
+const TRANSIENT_API_CODES = new Set([10005, 10008, 10023]);
+
+/** Timeouts, "no responders" (JetStream not reachable yet) and JetStream 503s. */
+export function isTransientJetStreamError(err: unknown): boolean {
+  if (err instanceof TimeoutError || err instanceof RequestError) return true;
+  if (err instanceof JetStreamApiError) return err.status === 503 || TRANSIENT_API_CODES.has(err.code);
+  // @nats-io/jetstream reports a request without responders as JetStreamNotEnabled
+  // (not exported), with the RequestError as its cause.
+  return err instanceof Error && err.name === 'JetStreamNotEnabled' && err.cause instanceof RequestError;
+}
+
+const isWrongLastSequence = (err: unknown): boolean =>
+  err instanceof JetStreamApiError &&
+  (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
+    err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+
+/** A JetStream KV bucket with the contract of `KvBucket` (see `MemoryKvBucket`). */
+export class NatsKvBucket implements KvBucket {
+  constructor(readonly name: string, private readonly kv: KV, private readonly log?: KvLog) {}
+
+  async get(key: string): Promise<KvEntry | null> {
+    const entry = await this.kv.get(key);
+    if (!entry || entry.operation !== 'PUT') return null;
+    return { key, value: entry.value, revision: entry.revision };
+  }
+
+  put(key: string, value: Uint8Array): Promise<number> {
+    return this.kv.put(key, value);
+  }
+
+  async create(key: string, value: Uint8Array): Promise<number> {
+    try {
+      return await this.kv.create(key, value);
+    } catch (err) {
+      if (isWrongLastSequence(err)) throw new KvConflictError(this.name, key, 'absent', { cause: err });
+      throw err;
+    }
+  }
+
+  async update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    // nats.js refuses revision 0 with a plain Error; no live key is ever at 0.
+    if (revision <= 0) throw new KvConflictError(this.name, key, revision);
+    try {
+      return await this.kv.update(key, value, revision);
+    } catch (err) {
+      if (isWrongLastSequence(err)) throw new KvConflictError(this.name, key, revision, { cause: err });
+      throw err;
+    }
+  }
+
+  async delete(key: string, revision?: number): Promise<void> {
+    if (revision === undefined) {
+      // A delete marker for an absent key would be a revision and a watch event
+      // that the in-process bucket does not produce.
+      if ((await this.get(key)) === null) return;
+      await this.kv.delete(key);
+      return;
+    }
+    // nats.js sends no expectation for previousSeq 0 (an unconditional delete).
+    if (revision <= 0) throw new KvConflictError(this.name, key, revision);
+    try {
+      await this.kv.delete(key, { previousSeq: revision });
+    } catch (err) {
+      if (isWrongLastSequence(err)) throw new KvConflictError(this.name, key, revision, { cause: err });
+      throw err;
+    }
+  }
+
+  async keys(): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const key of await this.kv.keys()) keys.push(key);
+    return keys;
+  }
+
+  async watch(handler: (event: KvWatchEvent) => void): Promise<Subscription> {
+    const iter = await this.kv.watch({ include: KvWatchInclude.UpdatesOnly });
+    void (async () => {
+      for await (const e of iter) {
+        const event: KvWatchEvent =
+          e.operation === 'PUT'
+            ? { op: 'put', entry: { key: e.key, value: e.value, revision: e.revision } }
+            : { op: 'delete', key: e.key, revision: e.revision };
+        try {
+          handler(event);
+        } catch (err) {
+          this.log?.warn({ bucket: this.name, key: e.key, err }, 'kv watch handler threw');
+        }
+      }
+    })().catch((err: unknown) => this.log?.warn({ bucket: this.name, err }, 'kv watch ended with an error'));
+    return { unsubscribe: () => iter.stop() };
+  }
+}
