@@ -24,6 +24,18 @@ export default defineConfig({
         },
       },
       {
+        // The same behaviour suite, unchanged, against 3 nodes on a 3-server NATS cluster.
+        test: {
+          name: 'e2e-cluster',
+          include: ['test/e2e/**/*.test.ts'],
+          environment: 'node',
+          env: { PRESENCE_E2E_MODE: 'cluster' },
+          testTimeout: 60_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
+      {
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],

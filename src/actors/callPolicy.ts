@@ -28,12 +28,8 @@ export function isSelfQuery(context: PresenceContext, call: StatusCall): boolean
  */
 export function refusal(context: PresenceContext, call: StatusCall, policy: AppPolicy, now: number): Refusal | undefined {
   if (isSelfQuery(context, call)) return undefined;
-  if (policy.edition !== 'premium') {
-    return { code: ErrorCode.EDITION_NOT_SUPPORTED, desc: `${call.call} needs the premium edition; this app is ${policy.edition}` };
-  }
-  if (!policy.userStatusEnabled) {
-    return { code: ErrorCode.USER_STATUS_DISABLED, desc: `the user-status switch (userStatusEnabled) is off for app ${context.sdkAppID}` };
-  }
+  const gated = gatingRefusal(context.sdkAppID, call.call, policy);
+  if (gated) return gated;
   const invalid = invalidIds(context, call, policy);
   if (invalid) return { code: ErrorCode.INVALID_PARAMETERS, desc: invalid };
   const decision = admit(context.rateWindows[call.call], now, policy.limits.rateLimit);
@@ -44,6 +40,20 @@ export function refusal(context: PresenceContext, call: StatusCall, policy: AppP
       desc: `${call.call} is limited to ${count} calls per ${windowMs} ms; retry in ${decision.retryAfterMs} ms`,
       retryAfterMs: decision.retryAfterMs,
     };
+  }
+  return undefined;
+}
+
+/**
+ * Edition (7013) and switch (72001) gating of a status call. The gateway asks it
+ * too, before it even parses the id list, so that the refusal order holds there.
+ */
+export function gatingRefusal(sdkAppID: number, call: StatusCall['call'], policy: AppPolicy): Refusal | undefined {
+  if (policy.edition !== 'premium') {
+    return { code: ErrorCode.EDITION_NOT_SUPPORTED, desc: `${call} needs the premium edition; this app is ${policy.edition}` };
+  }
+  if (!policy.userStatusEnabled) {
+    return { code: ErrorCode.USER_STATUS_DISABLED, desc: `the user-status switch (userStatusEnabled) is off for app ${sdkAppID}` };
   }
   return undefined;
 }

@@ -142,6 +142,12 @@ export function createPresenceMachine(clock: Clock = systemClock) {
         const { [deviceId]: _gone, ...devices } = context.devices;
         return { devices, droppedDevices: rememberDropped(context.droppedDevices, [deviceId]) };
       }),
+      closeTimedOutDevices: enqueueActions(({ context, enqueue }) => {
+        for (const id of expireDevices(context.devices, clock.now()).expired) {
+          const device = context.devices[id]!;
+          enqueue.emit({ type: 'kick', connId: device.connId, gatewayId: device.gatewayId, code: ErrorCode.NOT_LOGGED_IN });
+        }
+      }),
       removeTimedOutDevices: assign(({ context }) => {
         const { alive, expired } = expireDevices(context.devices, clock.now());
         return { devices: alive, droppedDevices: rememberDropped(context.droppedDevices, expired) };
@@ -240,8 +246,12 @@ export function createPresenceMachine(clock: Clock = systemClock) {
       online: {
         after: {
           heartbeatTimeout: [
-            { guard: 'allDevicesTimedOut', target: 'offline', actions: ['removeTimedOutDevices', 'leaveOnline'] },
-            { target: 'online', reenter: true, actions: 'removeTimedOutDevices' },
+            {
+              guard: 'allDevicesTimedOut',
+              target: 'offline',
+              actions: ['closeTimedOutDevices', 'removeTimedOutDevices', 'leaveOnline'],
+            },
+            { target: 'online', reenter: true, actions: ['closeTimedOutDevices', 'removeTimedOutDevices'] },
           ],
         },
         on: {

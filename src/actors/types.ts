@@ -136,7 +136,11 @@ export type ActorReply =
   | { type: 'reply'; requestId: string; ok: true; evicted?: string[] }
   | { type: 'reply'; requestId: string; ok: false; code: number; desc: string; retryAfterMs?: number };
 
-/** Tells the host that a connection must be closed: replaced by a newer login or kicked. */
+/**
+ * Tells the host that a connection must be closed: replaced by a newer login (6208),
+ * kicked by the admin API (70052), or timed out by the actor's heartbeat deadline
+ * (6014: the device is no longer logged in; it may reconnect).
+ */
 export interface ActorKick {
   type: 'kick';
   connId: string;

@@ -1,53 +1,54 @@
 import type { Clock } from '../actors/machine.js';
 import { decode, encode } from './codec.js';
-import { KvConflictError } from './transport/errors.js';
-import type { KvBucket, Subscription } from './transport/types.js';
+import { subjects } from './subjects.js';
+import type { Subscription, Transport } from './transport/types.js';
 
-/** What a node announces about itself in the `nodes` bucket. */
+/** What a node announces about itself in every heartbeat. */
 export interface MemberRecord {
   nodeId: string;
   /** New at every start, so a restarted node is told apart from its earlier life. */
   incarnation: string;
   startedAt: number;
-  /** Where its HTTP port can be reached, for the cluster view. */
-  url?: string;
   shards: number;
   actors: number;
 }
 
 export interface MembershipTiming {
-  /** How often a node renews its record (its lease). */
+  /** How often a node announces itself (renews its lease). */
   renewMs: number;
-  /** A node whose record did not move for this long (as seen locally) is dead. */
+  /** A node not heard from for this long (on the local clock) is dead. */
   deadAfterMs: number;
-  /** A node that could not renew for this long stops serving on its own: well before `deadAfterMs`. */
+  /** A node that has not heard its own heartbeat back for this long stops serving: before `deadAfterMs`. */
   fenceAfterMs: number;
 }
 
-export const DEFAULT_MEMBERSHIP_TIMING: MembershipTiming = { renewMs: 500, deadAfterMs: 2_500, fenceAfterMs: 1_500 };
+export const DEFAULT_MEMBERSHIP_TIMING: MembershipTiming = { renewMs: 500, deadAfterMs: 3_000, fenceAfterMs: 2_000 };
+
+type Heartbeat = { op: 'alive'; record: MemberRecord } | { op: 'leave'; nodeId: string; incarnation: string };
 
 interface Seen {
   record: MemberRecord;
-  revision: number;
-  /** Local clock time at which this revision was first seen. */
+  /** Local clock time of the latest heartbeat. */
   seenAt: number;
 }
 
 /**
- * Cluster membership in the `nodes` bucket. Each node's record is its lease: renewed
- * every `renewMs` with compare-and-set on its own revision. Liveness of others is
- * judged by when a new revision was last *observed* on the local clock, so no two
- * nodes need synchronised clocks; a node that cannot renew fences itself first.
+ * Cluster membership by heartbeats on one core NATS subject. A node's lease is its
+ * heartbeat *coming back to it*: while it hears itself, the others hear it too, and
+ * when it stops hearing itself for `fenceAfterMs` it stops serving, before anyone
+ * may judge it dead (`deadAfterMs`, measured on each observer's own clock, so no two
+ * nodes need synchronised clocks). Core NATS, not a KV bucket: a JetStream stream
+ * without a leader (seconds, after a server dies) would otherwise fence every node.
  */
 export class Membership {
   private readonly members = new Map<string, Seen>();
-  private revision = 0;
-  private lastRenewedAt = Number.NEGATIVE_INFINITY;
-  private watch: Subscription | undefined;
+  private lastEchoAt = Number.NEGATIVE_INFINITY;
+  private subscription: Subscription | undefined;
   private readonly listeners = new Set<() => void>();
+  private conflict: MemberRecord | undefined;
 
   constructor(
-    private readonly bucket: KvBucket,
+    private readonly transport: Transport,
     private self: MemberRecord,
     private readonly clock: Clock,
     readonly timing: MembershipTiming = DEFAULT_MEMBERSHIP_TIMING,
@@ -57,61 +58,43 @@ export class Membership {
     return this.self.nodeId;
   }
 
+  /** Starts listening and announces this node; resolves once it heard itself. */
   async start(): Promise<void> {
-    this.watch = await this.bucket.watch((event) => {
-      const nodeId = event.op === 'put' ? event.entry.key : event.key;
-      if (nodeId === this.self.nodeId) return;
-      if (event.op === 'delete') this.members.delete(nodeId);
-      else this.observe(decode<MemberRecord>(event.entry.value), event.entry.revision);
-      this.changed();
-    });
-    for (const key of await this.bucket.keys()) {
-      if (key === this.self.nodeId) continue;
-      const entry = await this.bucket.get(key);
-      if (entry) this.observe(decode<MemberRecord>(entry.value), entry.revision);
-    }
-    this.revision = await this.bucket.put(this.self.nodeId, encode(this.self));
-    this.lastRenewedAt = this.clock.now();
+    this.subscription = this.transport.subscribe(subjects.heartbeats, (data) => this.onHeartbeat(decode<Heartbeat>(data)));
+    await this.transport.flush();
+    await this.renew();
+    await this.transport.flush();
   }
 
-  /**
-   * Renews this node's record. A conflict means another process wrote our key (a
-   * second node with the same id): that is fatal for serving, so it surfaces.
-   */
+  /** Announces this node (with fresh load figures). */
   async renew(update: Partial<Pick<MemberRecord, 'shards' | 'actors'>> = {}): Promise<void> {
-    this.self = { ...this.self, ...update };
-    const startedAt = this.clock.now();
-    try {
-      this.revision = await this.bucket.update(this.self.nodeId, encode(this.self), this.revision);
-      this.lastRenewedAt = startedAt;
-    } catch (error) {
-      if (error instanceof KvConflictError) {
-        throw new Error(`node id ${this.self.nodeId} is in use by another process; give every node its own --node-id`, { cause: error });
-      }
-      throw error;
+    if (this.conflict) {
+      throw new Error(
+        `node id ${this.self.nodeId} is in use by another process (incarnation ${this.conflict.incarnation}); give every node its own --node-id`,
+      );
     }
+    this.self = { ...this.self, ...update };
+    const heartbeat: Heartbeat = { op: 'alive', record: this.self };
+    this.transport.publish(subjects.heartbeats, encode(heartbeat));
   }
 
-  /** True while this node's lease is fresh enough to serve shards. */
+  /** True while this node's own heartbeats come back in time: it may serve shards. */
   get isLive(): boolean {
-    return this.clock.now() - this.lastRenewedAt < this.timing.fenceAfterMs;
+    return this.clock.now() - this.lastEchoAt < this.timing.fenceAfterMs;
   }
 
   /** Node ids of the live view, this node included while its own lease holds, sorted. */
   view(): string[] {
-    const now = this.clock.now();
-    const live = [...this.members.values()]
-      .filter((m) => now - m.seenAt < this.timing.deadAfterMs)
-      .map((m) => m.record.nodeId);
-    if (this.isLive) live.push(this.self.nodeId);
-    return live.sort();
+    return this.records()
+      .map((r) => r.nodeId)
+      .sort();
   }
 
-  /** The record of a live member, for the cluster view. */
+  /** The records of live members, this node first. */
   records(): MemberRecord[] {
-    const live = new Set(this.view());
-    const others = [...this.members.values()].map((m) => m.record).filter((r) => live.has(r.nodeId));
-    return live.has(this.self.nodeId) ? [this.self, ...others] : others;
+    const now = this.clock.now();
+    const others = [...this.members.values()].filter((m) => now - m.seenAt < this.timing.deadAfterMs).map((m) => m.record);
+    return this.isLive ? [this.self, ...others] : others;
   }
 
   isAlive(nodeId: string, incarnation?: string): boolean {
@@ -128,19 +111,35 @@ export class Membership {
 
   /** Leaves the cluster at once: the others re-balance without waiting for the lease to lapse. */
   async leave(): Promise<void> {
-    this.watch?.unsubscribe();
-    this.lastRenewedAt = Number.NEGATIVE_INFINITY;
-    await this.bucket.delete(this.self.nodeId, this.revision).catch(() => undefined);
+    const heartbeat: Heartbeat = { op: 'leave', nodeId: this.self.nodeId, incarnation: this.self.incarnation };
+    this.transport.publish(subjects.heartbeats, encode(heartbeat));
+    this.lastEchoAt = Number.NEGATIVE_INFINITY;
+    await this.transport.flush().catch(() => undefined);
+    this.stop();
   }
 
   stop(): void {
-    this.watch?.unsubscribe();
+    this.subscription?.unsubscribe();
   }
 
-  private observe(record: MemberRecord, revision: number): void {
-    const known = this.members.get(record.nodeId);
-    if (known && known.revision >= revision) return;
-    this.members.set(record.nodeId, { record, revision, seenAt: this.clock.now() });
+  private onHeartbeat(heartbeat: Heartbeat): void {
+    if (heartbeat.op === 'leave') {
+      const known = this.members.get(heartbeat.nodeId);
+      if (known?.record.incarnation === heartbeat.incarnation) {
+        this.members.delete(heartbeat.nodeId);
+        this.changed();
+      }
+      return;
+    }
+    const { record } = heartbeat;
+    if (record.nodeId === this.self.nodeId) {
+      if (record.incarnation === this.self.incarnation) this.lastEchoAt = this.clock.now();
+      else if (record.startedAt <= this.self.startedAt) this.conflict = record;
+      return;
+    }
+    const isNew = !this.isAlive(record.nodeId, record.incarnation);
+    this.members.set(record.nodeId, { record, seenAt: this.clock.now() });
+    if (isNew) this.changed();
   }
 
   private changed(): void {

@@ -166,12 +166,9 @@ export class PresenceNode implements AdminBackend {
   /** Announces this node and starts the lease loop; shards follow over the next ticks. */
   private async joinCluster(shardHost: ShardHost, cluster: NonNullable<PresenceNodeOptions['cluster']>): Promise<void> {
     const timing = cluster.timing ?? DEFAULT_MEMBERSHIP_TIMING;
-    const [nodes, leases] = await Promise.all([
-      this.transport.kv(BUCKETS.nodes, { ttlMs: timing.deadAfterMs * 20 }),
-      this.transport.kv(BUCKETS.leases),
-    ]);
+    const leases = await this.transport.kv(BUCKETS.leases);
     const clock = { now: () => Date.now() };
-    this.membership = new Membership(nodes, { nodeId: this.nodeId, incarnation: this.incarnation, startedAt: this.startedAt, shards: 0, actors: 0 }, clock, timing);
+    this.membership = new Membership(this.transport, { nodeId: this.nodeId, incarnation: this.incarnation, startedAt: this.startedAt, shards: 0, actors: 0 }, clock, timing);
     this.leases = new ShardLeases(leases, this.membership, this.incarnation, shardHost, {
       shardCount: SHARD_COUNT,
       minView: cluster.minView ?? 1,

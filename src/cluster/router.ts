@@ -7,7 +7,10 @@ import { NoRespondersError, RequestTimeoutError } from './transport/errors.js';
 import type { Transport } from './transport/types.js';
 
 export interface RouterOptions {
-  /** How long one request may wait for the owner's answer. */
+  /**
+   * How long one request may wait for the owner's answer: longer than a KV call
+   * may retry during a JetStream leader election (12 s), so a slow write still answers.
+   */
   requestTimeoutMs?: number;
   /** How long "no responders" (the shard is between owners) is retried before 6012. */
   unownedRetryMs?: number;
@@ -23,7 +26,7 @@ export class ShardRouter {
   private readonly unownedRetryMs: number;
 
   constructor(private readonly transport: Transport, options: RouterOptions = {}) {
-    this.requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
     this.unownedRetryMs = options.unownedRetryMs ?? 5_000;
   }
 

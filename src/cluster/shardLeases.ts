@@ -21,6 +21,8 @@ interface Claim {
   revision: number;
 }
 
+type ShardClaim = Claim & { shard: number };
+
 export interface ShardLeasesOptions {
   shardCount: number;
   /** No shard is claimed while fewer nodes than this are in view (a node starting alone). */
@@ -89,6 +91,7 @@ export class ShardLeases {
       if (view.length < this.options.minView) return;
       const self = this.membership.nodeId;
       const releases: number[] = [];
+      const stale: ShardClaim[] = [];
       const acquisitions: Array<{ shard: number; revision: number }> = [];
       for (let shard = 0; shard < this.options.shardCount; shard++) {
         const mine = desiredOwner(shard, view) === self;
@@ -96,8 +99,12 @@ export class ShardLeases {
           if (!mine) releases.push(shard);
           continue;
         }
-        if (!mine) continue;
         const claim = this.claims.get(shard);
+        if (!mine) {
+          // Left over from before a fence: nobody else may take a live node's claim, so free it.
+          if (claim && claim.nodeId === self && claim.incarnation === this.incarnation) stale.push({ ...claim, shard });
+          continue;
+        }
         if (!claim) acquisitions.push({ shard, revision: 0 });
         else if (claim.nodeId === self || !this.membership.isAlive(claim.nodeId, claim.incarnation)) {
           acquisitions.push({ shard, revision: claim.revision });
@@ -105,6 +112,7 @@ export class ShardLeases {
       }
       const budget = this.options.maxMovesPerTick;
       await Promise.all(releases.slice(0, budget).map((shard) => this.handOver(shard)));
+      await Promise.all(stale.slice(0, budget).map((claim) => this.freeClaim(claim)));
       await Promise.all(acquisitions.slice(0, budget).map((a) => this.acquire(a.shard, a.revision)));
     } finally {
       this.ticking = false;
@@ -146,6 +154,12 @@ export class ShardLeases {
     this.held.delete(shard);
     await this.bucket.delete(claimKey(shard), revision).catch((error) => {
       if (!(error instanceof KvConflictError)) this.options.log.warn({ err: error, shard }, 'claim not deleted; its lease will lapse');
+    });
+  }
+
+  private async freeClaim(claim: ShardClaim): Promise<void> {
+    await this.bucket.delete(claimKey(claim.shard), claim.revision).catch((error) => {
+      if (!(error instanceof KvConflictError)) this.options.log.warn({ err: error, shard: claim.shard }, 'stale claim not freed; will retry');
     });
   }
 

@@ -24,6 +24,8 @@ export const subjects = {
   userStatus: (sdkAppID: number, userID: string) => `${PREFIX}.u.${sdkAppID}.${userToken(userID)}.st`,
   /** Deliveries to one gateway's sockets. */
   gatewayOut: (gatewayId: string) => `${PREFIX}.gw.${gatewayId}.out`,
+  /** Every node's membership heartbeat (its lease). */
+  heartbeats: `${PREFIX}.nodes.hb`,
   /** Admin fan-out to every node: kicks, app changes. */
   broadcast: (topic: string) => `${PREFIX}.all.${topic}`,
 };
@@ -40,6 +42,5 @@ export const BUCKETS = {
   friends: 'pres_friends',
   revocations: 'pres_revocations',
   leases: 'pres_leases',
-  nodes: 'pres_nodes',
   active: 'pres_active',
 } as const;

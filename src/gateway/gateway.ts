@@ -7,7 +7,8 @@ import { verifyUserSig, UserSigError } from '../auth/index.js';
 import { decode } from '../cluster/codec.js';
 import type { GatewayDelivery, ShardCommand, ShardReply } from '../cluster/commands.js';
 import type { ShardRouter } from '../cluster/router.js';
-import type { AppConfig, AppRegistry } from '../cluster/stores/apps.js';
+import { policyOf, type AppConfig, type AppRegistry } from '../cluster/stores/apps.js';
+import { gatingRefusal, type StatusCall } from '../actors/callPolicy.js';
 import type { RevocationStore } from '../cluster/stores/revocations.js';
 import { subjects } from '../cluster/subjects.js';
 import type { Subscription, Transport } from '../cluster/transport/types.js';
@@ -19,8 +20,12 @@ import { FrameError, listArg, parseFrame, validateCustomStatus, validateLogin, v
 
 /** Frames above this are not even read by `ws`: the socket closes with 1009. */
 const HARD_FRAME_LIMIT = 1024 * 1024;
-/** Heartbeats reach the user actor at most this often per connection. */
-const HEARTBEAT_FORWARD_MIN_INTERVAL_MS = 1_000;
+/**
+ * Liveness reaches the user actor at most this often per connection, and at least
+ * three times per heartbeat timeout, so a chatty device costs little and a short
+ * timeout still has margin.
+ */
+const HEARTBEAT_FORWARD_MAX_INTERVAL_MS = 1_000;
 /** Before login, a socket must log in within this time or be closed. */
 const LOGIN_GRACE_MS = 30_000;
 
@@ -94,8 +99,8 @@ export class Gateway {
       if (error instanceof PresenceError) return this.refuseFrame(connection, error);
       return this.refuseFrame(connection, invalidParameters('the frame is not valid msgpack'));
     }
-    if (connection.login) connection.touch(this.appOf(connection)?.limits.heartbeatTimeoutMs ?? LOGIN_GRACE_MS);
-    if (frame.t === 'hb') return this.onHeartbeat(connection);
+    if (connection.login) this.onAlive(connection);
+    if (frame.t === 'hb') return connection.send({ t: 'hb' });
     const request = frame;
     const run = connection.queue.then(() => this.answer(connection, request));
     connection.queue = run.catch(() => undefined);
@@ -134,20 +139,31 @@ export class Gateway {
         return { status: reply.status };
       }
       case 'getUserStatus': {
-        const userIDs = validateUserIDList(listArg(args), app.limits.maxQueryUsers);
+        const list = listArg(args);
+        const selfOnly = Array.isArray(list) && list.length > 0 && list.every((id) => id === login.userID);
+        if (!selfOnly) this.checkGating(app, 'getUserStatus');
+        const userIDs = validateUserIDList(list, app.limits.maxQueryUsers);
         return { statuses: (await this.send({ ...device, op: 'query', userIDs })).statuses };
       }
       case 'subscribeUserStatus': {
+        this.checkGating(app, 'subscribeUserStatus');
         const userIDs = validateUserIDList(listArg(args), app.limits.maxSubscribePerCall);
         return { evicted: (await this.send({ ...device, op: 'subscribe', userIDs })).evicted ?? [] };
       }
       case 'unsubscribeUserStatus': {
+        this.checkGating(app, 'unsubscribeUserStatus');
         const userIDs = validateUserIDList(listArg(args), app.limits.maxSubscribePerCall, { allowEmpty: true });
         await this.send({ ...device, op: 'unsubscribe', userIDs });
         return {};
       }
     }
     throw invalidParameters(`unknown operation ${op}`);
+  }
+
+  /** Edition and switch come before the parameters in the refusal order (docs/decisions.md). */
+  private checkGating(app: AppConfig, call: StatusCall['call']): void {
+    const refused = gatingRefusal(app.sdkAppID, call, policyOf(app));
+    if (refused) throw new PresenceError(refused.code, refused.desc);
   }
 
   private async login(connection: Connection, args: unknown): Promise<LoginResult> {
@@ -224,11 +240,13 @@ export class Gateway {
     return reply;
   }
 
-  private onHeartbeat(connection: Connection): void {
-    connection.send({ t: 'hb' });
-    const login = connection.login;
+  /** Any frame of a logged-in device proves it alive, to its socket timer and to its actor. */
+  private onAlive(connection: Connection): void {
+    const login = connection.login!;
+    const timeoutMs = this.appOf(connection)?.limits.heartbeatTimeoutMs ?? LOGIN_GRACE_MS;
+    connection.touch(timeoutMs);
     const now = Date.now();
-    if (!login || now - connection.lastHeartbeatForwardedAt < HEARTBEAT_FORWARD_MIN_INTERVAL_MS) return;
+    if (now - connection.lastHeartbeatForwardedAt < Math.min(HEARTBEAT_FORWARD_MAX_INTERVAL_MS, timeoutMs / 3)) return;
     connection.lastHeartbeatForwardedAt = now;
     const command: ShardCommand = { op: 'heartbeat', app: login.sdkAppID, user: login.userID, deviceId: login.deviceId, connId: connection.connId };
     this.deps.router.send(command).catch((error) => this.deps.log.warn({ err: error, user: login.userID }, 'heartbeat not forwarded'));
@@ -264,6 +282,12 @@ export class Gateway {
     for (const [connId, code] of message.kicks ?? []) {
       const connection = this.connections.get(connId);
       if (!connection) continue;
+      if (code === ErrorCode.NOT_LOGGED_IN) {
+        // The actor timed the device out: close like the gateway's own timeout, so the SDK reconnects.
+        connection.login = undefined;
+        connection.closeWith(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout');
+        continue;
+      }
       const desc = code === ErrorCode.KICKED_BY_SAME_DEVICE
         ? 'another login with the same deviceId replaced this connection'
         : 'the user was kicked by the admin API; its UserSigs are revoked';

@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { genUserSig } from '../../src/auth/index.js';
 import { AdminClient, type AppSettings } from './admin.js';
+import { startNatsCluster, type NatsCluster } from './natsContainers.js';
 import { startNodeProcess, type NodeProcess } from './nodeProcess.js';
 
 export interface TestApp {
@@ -29,12 +30,102 @@ export interface Deployment {
 
 let nextAppID = 1_500_000_000 + Math.floor(Math.random() * 1_000_000) * 100;
 
+/** `PRESENCE_E2E_MODE`: `embedded` (one node, the default) or `cluster` (3 nodes on a 3-server NATS cluster). */
+export const e2eMode = (): string => process.env.PRESENCE_E2E_MODE ?? 'embedded';
+
 export async function startDeployment(): Promise<Deployment> {
+  return e2eMode() === 'cluster' ? startClusterDeployment() : startEmbeddedDeployment();
+}
+
+export async function startEmbeddedDeployment(): Promise<Deployment> {
   const adminKey = randomBytes(16).toString('hex');
   const nodes = [await startNodeProcess({ adminKey, nodeId: `e2e-${randomUUID().slice(0, 6)}` })];
   return deploymentOf('embedded', nodes, adminKey, async () => {
     await Promise.all(nodes.map((node) => node.stop()));
   });
+}
+
+export interface ClusterDeployment extends Deployment {
+  readonly nats: NatsCluster;
+  /** Starts one more node (or a replacement) on the same NATS cluster. */
+  addNode(nodeId?: string): Promise<NodeProcess>;
+  /** Resolves once every shard is owned and `expectedNodes` nodes are in the view. */
+  waitForBalance(expectedNodes?: number, timeoutMs?: number): Promise<ClusterView>;
+}
+
+export interface ClusterView {
+  unownedShards: number;
+  nodes: Array<{ nodeId: string; shards: number; actors?: number }>;
+}
+
+/** 3 presence node processes on a 3-server JetStream cluster in containers. */
+export async function startClusterDeployment(options: { nodes?: number } = {}): Promise<ClusterDeployment> {
+  const adminKey = randomBytes(16).toString('hex');
+  const nats = await startNatsCluster();
+  const nodes: NodeProcess[] = [];
+  const addNode = async (nodeId = `n${nodes.length + 1}-${randomUUID().slice(0, 4)}`) => {
+    const node = await startNodeProcess({ adminKey, nodeId, nats: nats.urls, env: { PRESENCE_NATS_REPLICAS: '3' } });
+    nodes.push(node);
+    return node;
+  };
+  try {
+    await Promise.all(Array.from({ length: options.nodes ?? 3 }, () => addNode()));
+  } catch (error) {
+    await Promise.allSettled(nodes.map((node) => node.kill()));
+    await nats.stop();
+    throw error;
+  }
+  const base = deploymentOf('cluster', nodes, adminKey, async () => {
+    await Promise.allSettled(nodes.map((node) => node.kill()));
+    await nats.stop();
+  });
+  const live = () => nodes.filter((node) => node.child.exitCode === null && node.child.signalCode === null);
+  const deployment: ClusterDeployment = {
+    ...base,
+    nats,
+    addNode,
+    url: (i = 0) => {
+      const running = live();
+      return running[i % running.length]!.url;
+    },
+    async waitForBalance(expectedNodes = live().length, timeoutMs = 30_000) {
+      const giveUpAt = Date.now() + timeoutMs;
+      let last: unknown;
+      for (;;) {
+        const node = live()[0]!;
+        try {
+          const view = (await new AdminClient(node.httpUrl, adminKey).cluster()) as unknown as ClusterView;
+          last = view;
+          if (view.unownedShards === 0 && view.nodes.length === expectedNodes && view.nodes.every((n) => n.shards > 0)) return view;
+        } catch (error) {
+          last = error;
+        }
+        if (Date.now() > giveUpAt) throw new Error(`cluster not balanced over ${expectedNodes} nodes in ${timeoutMs} ms: ${JSON.stringify(last)}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    },
+    async newApp(settings = {}) {
+      const app = await base.newApp(settings);
+      // Every node learns of the app through its watch of the apps bucket: wait until all have it.
+      await Promise.all(
+        live().map(async (node) => {
+          const admin = new AdminClient(node.httpUrl, adminKey);
+          for (let i = 0; ; i++) {
+            const seen = await admin.getApp(app.sdkAppID).then(
+              () => true,
+              () => false,
+            );
+            if (seen) return;
+            if (i > 100) throw new Error(`node ${node.nodeId} did not learn app ${app.sdkAppID}`);
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+        }),
+      );
+      return app;
+    },
+  };
+  await deployment.waitForBalance(options.nodes ?? 3);
+  return deployment;
 }
 
 export function deploymentOf(mode: string, nodes: NodeProcess[], adminKey: string, stop: () => Promise<void>): Deployment {

@@ -58,15 +58,22 @@ export interface ClusterServer {
   running: boolean;
 }
 
+export interface StopHow {
+  signal?: 'SIGKILL' | 'SIGTERM';
+}
+
 export interface NatsCluster {
   urls: string[];
   servers: ClusterServer[];
-  /** Kills server `i` (SIGKILL); the container and its JetStream store stay. */
-  stopServer(i: number): Promise<void>;
+  /**
+   * Stops server `i`: killed (SIGKILL, no goodbye to its peers) unless `signal`
+   * is `SIGTERM` (a clean shutdown). The container and its JetStream store stay.
+   */
+  stopServer(i: number, how?: StopHow): Promise<void>;
   /** Starts a stopped server `i` again on the same URL and store; resolves once it is ready. */
   startServer(i: number): Promise<void>;
-  /** Stops and starts server `i`. */
-  restartServer(i: number): Promise<void>;
+  /** Stops (as `stopServer`) and starts server `i`. */
+  restartServer(i: number, how?: StopHow): Promise<void>;
   /** Resolves once a JetStream API call succeeds through every running server (meta leader elected). */
   waitForJetStream(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -91,11 +98,14 @@ export async function startNatsServer(): Promise<NatsServer> {
 }
 
 /**
- * Three routed JetStream servers on their own Docker network. Each binds a fixed
+ * Three routed JetStream servers on their own Docker network, resolved once
+ * JetStream answers through each (unless `waitForJetStream: false`). Each binds a fixed
  * free host port and advertises `127.0.0.1:<that port>` to clients, so URLs stay
  * valid across restarts and the servers nats.js discovers are reachable from the host.
  */
-export async function startNatsCluster(options: { size?: number } = {}): Promise<NatsCluster> {
+export async function startNatsCluster(
+  options: { size?: number; waitForJetStream?: boolean } = {},
+): Promise<NatsCluster> {
   configureTestcontainers();
   const size = options.size ?? 3;
   const names = Array.from({ length: size }, (_, i) => `n${i + 1}`);
@@ -104,11 +114,17 @@ export async function startNatsCluster(options: { size?: number } = {}): Promise
   const servers: ClusterServer[] = [];
   try {
     const ports = await freePorts(size);
-    const started = await Promise.all(
+    const started = await Promise.allSettled(
       names.map((name, i) => startClusterMember(network, name, ports[i]!, routes)),
     );
-    started.forEach((container, i) => {
-      servers.push({ name: names[i]!, url: `nats://127.0.0.1:${ports[i]!}`, container, running: true });
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed) {
+      await Promise.allSettled(started.map((r) => (r.status === 'fulfilled' ? r.value.stop({ timeout: 0 }) : undefined)));
+      throw failed.reason;
+    }
+    started.forEach((r, i) => {
+      if (r.status !== 'fulfilled') return;
+      servers.push({ name: names[i]!, url: `nats://127.0.0.1:${ports[i]!}`, container: r.value, running: true });
     });
   } catch (err) {
     await network.stop().catch(() => undefined);
@@ -120,10 +136,17 @@ export async function startNatsCluster(options: { size?: number } = {}): Promise
     if (!s) throw new RangeError(`no server ${i}: the cluster has servers 0..${servers.length - 1}`);
     return s;
   };
-  const stopServer = async (i: number): Promise<void> => {
+  // SIGKILL by default: `docker stop -t 0` would send SIGTERM first, and a 2.9
+  // server that gets even a moment hands its stream leaderships over cleanly.
+  const stopServer = async (i: number, how: StopHow = {}): Promise<void> => {
     const s = server(i);
     const client = await getContainerRuntimeClient();
-    await client.container.stop(client.container.getById(s.container.getId()), { timeout: 0 });
+    const container = client.container.getById(s.container.getId());
+    if (how.signal === 'SIGTERM') await client.container.stop(container, { timeout: 10_000 });
+    else {
+      await container.kill({ signal: 'SIGKILL' });
+      await container.wait();
+    }
     s.running = false;
   };
   // `restart()` on a stopped container starts it, re-reads its ports and waits for
@@ -138,8 +161,8 @@ export async function startNatsCluster(options: { size?: number } = {}): Promise
     servers,
     stopServer,
     startServer,
-    restartServer: async (i) => {
-      await stopServer(i);
+    restartServer: async (i, how) => {
+      await stopServer(i, how);
       await startServer(i);
     },
     waitForJetStream: (timeoutMs = 30_000) =>
@@ -150,7 +173,7 @@ export async function startNatsCluster(options: { size?: number } = {}): Promise
     },
   };
   try {
-    await cluster.waitForJetStream();
+    if (options.waitForJetStream !== false) await cluster.waitForJetStream();
   } catch (err) {
     await cluster.stop().catch(() => undefined);
     throw err;
@@ -213,20 +236,23 @@ export async function waitForJetStream(urls: string[], timeoutMs = 30_000): Prom
   }
 }
 
-/** Ports that were free a moment ago (listen on :0, read, close). */
+/**
+ * Ports free a moment ago, drawn below the ephemeral range (32768-60999) so that
+ * no outgoing connection takes one while its server is stopped.
+ */
 async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-      const srv = createServer();
-      srv.once('error', reject);
-      srv.listen(0, '127.0.0.1', () => resolve(srv));
-    })),
-  );
-  const ports = servers.map((srv) => {
-    const address = srv.address();
-    if (!address || typeof address === 'string') throw new Error('no port from listen(0)');
-    return address.port;
-  });
-  await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(resolve))));
-  return ports;
+  const ports = new Set<number>();
+  for (let attempt = 0; ports.size < n; attempt++) {
+    if (attempt > 200) throw new Error(`no ${n} free ports in 20000-32767`);
+    const port = 20_000 + Math.floor(Math.random() * 12_768);
+    if (!ports.has(port) && (await isFree(port))) ports.add(port);
+  }
+  return [...ports];
 }
+
+const isFree = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '0.0.0.0', () => srv.close(() => resolve(true)));
+  });

@@ -88,7 +88,8 @@ describe('heartbeat - timeout', () => {
     const [t] = changes();
     expect(t?.before).toMatchObject({ statusType: UserStatusType.ONLINE, version: 1 });
     expect(t?.after).toMatchObject({ statusType: UserStatusType.OFFLINE, version: 2, lastSeenAt: T0 + HB });
-    expect(t?.kicks).toEqual([]);
+    // The timed-out connection is closed (6014: no longer logged in), so the device reconnects.
+    expect(t?.kicks).toEqual([{ type: 'kick', connId: 'd1-c1', gatewayId: 'gw-d1-c1', code: 6014 }]);
   });
 
   it('heartbeat - a timed-out device is removed and remembered as dropped', () => {

@@ -20,3 +20,14 @@ export class KvConflictError extends Error {
     this.name = 'KvConflictError';
   }
 }
+
+/**
+ * The bucket cannot be read or written right now: no stream leader (an election
+ * after a server died takes seconds) or no connection. Worth retrying.
+ */
+export class KvUnavailableError extends Error {
+  constructor(readonly bucket: string, readonly key: string, options?: ErrorOptions) {
+    super(`kv ${bucket}/${key}: JetStream did not answer (no stream leader or no connection); retry later`, options);
+    this.name = 'KvUnavailableError';
+  }
+}

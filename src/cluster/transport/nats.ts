@@ -136,7 +136,11 @@ export class NatsTransport implements Transport {
           .then(() => handler(msg.data, msg.subject))
           .then(
             (reply) => {
-              if (!this.nc.isClosed()) msg.respond(reply);
+              try {
+                msg.respond(reply);
+              } catch (error) {
+                this.log?.warn({ subject: msg.subject, err: error }, 'reply not sent: connection closing');
+              }
             },
             (error: unknown) => this.log?.warn({ subject: msg.subject, err: error }, 'request handler failed; no reply sent'),
           );

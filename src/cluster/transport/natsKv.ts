@@ -1,7 +1,7 @@
 import { RequestError, TimeoutError } from '@nats-io/transport-node';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { KvWatchInclude, type KV, type Kvm } from '@nats-io/kv';
-import { KvConflictError } from './errors.js';
+import { KvConflictError, KvUnavailableError } from './errors.js';
 import type { KvBucket, KvEntry, KvOptions, KvWatchEvent, Subscription } from './types.js';
 
 export interface KvLog {
@@ -59,6 +59,15 @@ export function isTransientJetStreamError(err: unknown): boolean {
   return err instanceof Error && err.name === 'JetStreamNotEnabled' && err.cause instanceof RequestError;
 }
 
+/**
+ * JetStream did not answer a KV call: no stream leader (an election after a
+ * server loss takes 4-9 s on NATS 2.9), or the client is between servers.
+ * Retrying later can succeed; nothing is known about whether a write landed.
+ */
+
+/** How long one KV call keeps retrying while JetStream cannot answer. */
+const UNAVAILABLE_RETRY_MS = 12_000;
+
 const isWrongLastSequence = (err: unknown): boolean =>
   err instanceof JetStreamApiError &&
   (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
@@ -69,18 +78,18 @@ export class NatsKvBucket implements KvBucket {
   constructor(readonly name: string, private readonly kv: KV, private readonly log?: KvLog) {}
 
   async get(key: string): Promise<KvEntry | null> {
-    const entry = await this.kv.get(key);
+    const entry = await this.call(key, () => this.kv.get(key));
     if (!entry || entry.operation !== 'PUT') return null;
     return { key, value: entry.value, revision: entry.revision };
   }
 
   put(key: string, value: Uint8Array): Promise<number> {
-    return this.kv.put(key, value);
+    return this.call(key, () => this.kv.put(key, value));
   }
 
   async create(key: string, value: Uint8Array): Promise<number> {
     try {
-      return await this.kv.create(key, value);
+      return await this.call(key, () => this.kv.create(key, value));
     } catch (err) {
       if (isWrongLastSequence(err)) throw new KvConflictError(this.name, key, 'absent', { cause: err });
       throw err;
@@ -91,7 +100,7 @@ export class NatsKvBucket implements KvBucket {
     // nats.js refuses revision 0 with a plain Error; no live key is ever at 0.
     if (revision <= 0) throw new KvConflictError(this.name, key, revision);
     try {
-      return await this.kv.update(key, value, revision);
+      return await this.call(key, () => this.kv.update(key, value, revision));
     } catch (err) {
       if (isWrongLastSequence(err)) throw new KvConflictError(this.name, key, revision, { cause: err });
       throw err;
@@ -103,27 +112,27 @@ export class NatsKvBucket implements KvBucket {
       // A delete marker for an absent key would be a revision and a watch event
       // that the in-process bucket does not produce.
       if ((await this.get(key)) === null) return;
-      await this.kv.delete(key);
+      await this.call(key, () => this.kv.delete(key));
       return;
     }
     // nats.js sends no expectation for previousSeq 0 (an unconditional delete).
     if (revision <= 0) throw new KvConflictError(this.name, key, revision);
     try {
-      await this.kv.delete(key, { previousSeq: revision });
+      await this.call(key, () => this.kv.delete(key, { previousSeq: revision }));
     } catch (err) {
       if (isWrongLastSequence(err)) throw new KvConflictError(this.name, key, revision, { cause: err });
       throw err;
     }
   }
 
-  async keys(): Promise<string[]> {
+  async keys(filter = '>'): Promise<string[]> {
     const keys: string[] = [];
-    for await (const key of await this.kv.keys()) keys.push(key);
+    for await (const key of await this.call(filter, () => this.kv.keys(filter))) keys.push(key);
     return keys;
   }
 
   async watch(handler: (event: KvWatchEvent) => void): Promise<Subscription> {
-    const iter = await this.kv.watch({ include: KvWatchInclude.UpdatesOnly });
+    const iter = await this.call('>', () => this.kv.watch({ include: KvWatchInclude.UpdatesOnly }));
     void (async () => {
       for await (const e of iter) {
         const event: KvWatchEvent =
@@ -138,5 +147,24 @@ export class NatsKvBucket implements KvBucket {
       }
     })().catch((err: unknown) => this.log?.warn({ bucket: this.name, err }, 'kv watch ended with an error'));
     return { unsubscribe: () => iter.stop() };
+  }
+
+  /**
+   * Runs one KV call, retrying while JetStream has no answer (a stream leader
+   * election after a server died takes seconds), so callers see a slow call rather
+   * than a failed one; past `UNAVAILABLE_RETRY_MS` it fails with KvUnavailableError.
+   */
+  private async call<T>(key: string, op: () => Promise<T>): Promise<T> {
+    const giveUpAt = Date.now() + UNAVAILABLE_RETRY_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await op();
+      } catch (err) {
+        if (!isTransientJetStreamError(err)) throw err;
+        const delay = Math.min(1_000, 50 * 2 ** attempt) * (0.5 + Math.random() / 2);
+        if (Date.now() + delay > giveUpAt) throw new KvUnavailableError(this.name, key, { cause: err });
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
   }
 }

@@ -1,0 +1,571 @@
+import { pino } from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { decode } from '../../src/cluster/codec.js';
+import { DEFAULT_MEMBERSHIP_TIMING, Membership } from '../../src/cluster/membership.js';
+import { desiredOwner } from '../../src/cluster/rendezvous.js';
+import { ShardLeases, type ShardServer } from '../../src/cluster/shardLeases.js';
+import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
+import type { KvBucket, KvEntry, KvWatchEvent, Subscription } from '../../src/cluster/transport/types.js';
+
+const { renewMs, deadAfterMs, fenceAfterMs } = DEFAULT_MEMBERSHIP_TIMING;
+const SHARDS = 64;
+const ALL_SHARDS = Array.from({ length: SHARDS }, (_, shard) => shard);
+const log = pino({ level: 'silent' });
+
+interface ManualClock {
+  t: number;
+  now(): number;
+}
+
+/** Lets queued watch events (microtasks) reach every node. */
+const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** A node's own link to a shared bucket; `down` cuts it off (every call rejects, watch events still flow). */
+class LinkBucket implements KvBucket {
+  down = false;
+  constructor(private readonly inner: KvBucket) {}
+  private check(): void {
+    if (this.down) throw new Error('connection to the KV store lost');
+  }
+  async get(key: string): Promise<KvEntry | null> {
+    this.check();
+    return this.inner.get(key);
+  }
+  async put(key: string, value: Uint8Array): Promise<number> {
+    this.check();
+    return this.inner.put(key, value);
+  }
+  async create(key: string, value: Uint8Array): Promise<number> {
+    this.check();
+    return this.inner.create(key, value);
+  }
+  async update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    this.check();
+    return this.inner.update(key, value, revision);
+  }
+  async delete(key: string, revision?: number): Promise<void> {
+    this.check();
+    return this.inner.delete(key, revision);
+  }
+  async keys(filter?: string): Promise<string[]> {
+    this.check();
+    return this.inner.keys(filter);
+  }
+  async watch(handler: (event: KvWatchEvent) => void): Promise<Subscription> {
+    return this.inner.watch(handler);
+  }
+}
+
+interface ServerCall {
+  op: 'acquire' | 'release' | 'drop';
+  shard: number;
+  at: number;
+}
+
+/** Records what the leases ask of it and which shards it serves right now. */
+class FakeServer implements ShardServer {
+  readonly serving = new Set<number>();
+  readonly calls: ServerCall[] = [];
+  constructor(private readonly clock: ManualClock, private readonly onAcquire: (shard: number) => void) {}
+  async acquire(shard: number): Promise<void> {
+    this.calls.push({ op: 'acquire', shard, at: this.clock.now() });
+    this.onAcquire(shard);
+    this.serving.add(shard);
+  }
+  async release(shard: number): Promise<void> {
+    this.calls.push({ op: 'release', shard, at: this.clock.now() });
+    this.serving.delete(shard);
+  }
+  drop(shard: number): void {
+    this.calls.push({ op: 'drop', shard, at: this.clock.now() });
+    this.serving.delete(shard);
+  }
+  callsOf(op: ServerCall['op'], since = 0): ServerCall[] {
+    return this.calls.slice(since).filter((c) => c.op === op);
+  }
+}
+
+interface TestNode {
+  id: string;
+  incarnation: string;
+  membership: Membership;
+  leases: ShardLeases;
+  server: FakeServer;
+  nodesLink: LinkBucket;
+  leasesLink: LinkBucket;
+  /** A killed process serves nothing: left out of the double-serving checks. */
+  dead: boolean;
+}
+
+interface ClusterOptions {
+  minView?: number;
+  maxMovesPerTick?: number;
+}
+
+let transports: EmbeddedTransport[] = [];
+let running: TestNode[] = [];
+
+afterEach(async () => {
+  for (const node of running) {
+    node.leases.stop();
+    node.membership.stop();
+  }
+  running = [];
+  for (const transport of transports) await transport.close();
+  transports = [];
+});
+
+/** Several simulated nodes sharing ONE embedded transport (so one pair of KV buckets) and one manual clock. */
+class Cluster {
+  readonly clock: ManualClock = { t: 0, now() { return this.t; } };
+  readonly nodes = new Map<string, TestNode>();
+  /** Every moment a shard was found served by two nodes at once. */
+  readonly violations: string[] = [];
+
+  private constructor(
+    readonly nodesBucket: KvBucket,
+    readonly leasesBucket: KvBucket,
+    private readonly options: Required<ClusterOptions>,
+  ) {}
+
+  static async create(ids: string[], options: ClusterOptions = {}): Promise<Cluster> {
+    const transport = new EmbeddedTransport();
+    transports.push(transport);
+    const cluster = new Cluster(await transport.kv('nodes'), await transport.kv('leases'), {
+      minView: options.minView ?? 1,
+      maxMovesPerTick: options.maxMovesPerTick ?? SHARDS,
+    });
+    for (const id of ids) await cluster.add(id);
+    await flush();
+    return cluster;
+  }
+
+  node(id: string): TestNode {
+    const node = this.nodes.get(id);
+    if (!node) throw new Error(`no node ${id}`);
+    return node;
+  }
+
+  get live(): string[] {
+    return [...this.nodes.values()].filter((n) => !n.dead).map((n) => n.id).sort();
+  }
+
+  async add(id: string, incarnation = `${id}-1`): Promise<TestNode> {
+    const nodesLink = new LinkBucket(this.nodesBucket);
+    const leasesLink = new LinkBucket(this.leasesBucket);
+    const membership = new Membership(
+      nodesLink,
+      { nodeId: id, incarnation, startedAt: this.clock.now(), shards: 0, actors: 0 },
+      this.clock,
+      DEFAULT_MEMBERSHIP_TIMING,
+    );
+    const server = new FakeServer(this.clock, (shard) => this.checkAcquire(id, shard));
+    const leases = new ShardLeases(leasesLink, membership, incarnation, server, {
+      shardCount: SHARDS,
+      minView: this.options.minView,
+      maxMovesPerTick: this.options.maxMovesPerTick,
+      log,
+    });
+    await membership.start();
+    await leases.start();
+    const node: TestNode = { id, incarnation, membership, leases, server, nodesLink, leasesLink, dead: false };
+    this.nodes.set(id, node);
+    running.push(node);
+    return node;
+  }
+
+  /** A crash: the process stops renewing, ticking and watching. */
+  kill(id: string): void {
+    const node = this.node(id);
+    node.leases.stop();
+    node.membership.stop();
+    node.dead = true;
+  }
+
+  /** What a node does every `renewMs` (as in node.ts): renew its membership, then one leases step. */
+  async tickNode(id: string): Promise<void> {
+    const node = this.node(id);
+    await node.membership.renew({ shards: node.leases.heldShards.length }).catch(() => undefined);
+    await node.leases.tick();
+  }
+
+  /** Advances the clock, ticks `ids` concurrently, lets the watch events land, then checks for double serving. */
+  async round(ids: string[] = this.live, advanceMs = renewMs): Promise<void> {
+    this.clock.t += advanceMs;
+    await Promise.all(ids.map((id) => this.tickNode(id)));
+    await flush();
+    this.checkServing();
+  }
+
+  async settle(ids: string[] = this.live, rounds = 6): Promise<void> {
+    for (let i = 0; i < rounds; i++) await this.round(ids);
+  }
+
+  /** Node ids (not dead) that serve `shard`, by the fake server and by `isServing`. */
+  servers(shard: number): string[] {
+    return [...this.nodes.values()].filter((n) => !n.dead && n.server.serving.has(shard)).map((n) => n.id);
+  }
+
+  private checkServing(): void {
+    for (const shard of ALL_SHARDS) {
+      const byServer = this.servers(shard);
+      const byLease = [...this.nodes.values()].filter((n) => !n.dead && n.leases.isServing(shard)).map((n) => n.id);
+      if (byServer.length > 1) this.violations.push(`t=${this.clock.t} shard ${shard} served by ${byServer.join(', ')}`);
+      if (byLease.length > 1) this.violations.push(`t=${this.clock.t} shard ${shard} isServing on ${byLease.join(', ')}`);
+    }
+  }
+
+  /** At the moment a node starts serving a shard, nobody else may serve it. */
+  private checkAcquire(id: string, shard: number): void {
+    for (const other of this.nodes.values()) {
+      if (other.id === id || other.dead) continue;
+      if (other.server.serving.has(shard) || other.leases.isServing(shard)) {
+        this.violations.push(`t=${this.clock.t} ${id} acquired shard ${shard} while ${other.id} still serves it`);
+      }
+    }
+  }
+
+  /** The claim stored in the shared `leases` bucket. */
+  async claimHolder(shard: number): Promise<string | undefined> {
+    const entry = await this.leasesBucket.get(`shard.${shard}`);
+    return entry ? decode<{ nodeId: string }>(entry.value).nodeId : undefined;
+  }
+
+  /** Every shard served by exactly one of `ids`: the rendezvous owner over `ids`, which is also each node's view. */
+  async expectStable(ids: string[]): Promise<void> {
+    const view = [...ids].sort();
+    for (const id of view) expect(this.node(id).membership.view(), `view of ${id}`).toEqual(view);
+    for (const shard of ALL_SHARDS) {
+      const owner = desiredOwner(shard, view)!;
+      expect(this.servers(shard), `servers of shard ${shard}`).toEqual([owner]);
+      const holders = view.filter((id) => this.node(id).leases.heldShards.includes(shard));
+      expect(holders, `lease holders of shard ${shard}`).toEqual([owner]);
+      expect(await this.claimHolder(shard), `stored claim of shard ${shard}`).toBe(owner);
+    }
+  }
+}
+
+const THREE = ['node-a', 'node-b', 'node-c'];
+
+describe('shard leases', () => {
+  it('leases - three nodes ticking until stable hold every shard exactly once', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    for (const shard of ALL_SHARDS) expect(cluster.servers(shard), `shard ${shard}`).toHaveLength(1);
+    const total = THREE.reduce((sum, id) => sum + cluster.node(id).leases.heldShards.length, 0);
+    expect(total).toBe(SHARDS);
+  });
+
+  it('leases - once stable every shard is held by its rendezvous owner over the view', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    await cluster.expectStable(THREE);
+  });
+
+  it('leases - once stable every node agrees on the owner of every shard', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const reference = cluster.node('node-a').leases.owners();
+    expect(reference.size).toBe(SHARDS);
+    for (const id of THREE) expect(cluster.node(id).leases.owners(), id).toEqual(reference);
+  });
+
+  it('leases - no shard is served by two nodes at once while nodes join one after another', async () => {
+    const cluster = await Cluster.create(['node-a'], { maxMovesPerTick: 8 });
+    await cluster.settle(['node-a'], 10);
+    expect(cluster.node('node-a').leases.heldShards).toHaveLength(SHARDS);
+    await cluster.add('node-b');
+    await cluster.settle(undefined, 10);
+    await cluster.add('node-c');
+    await cluster.settle(undefined, 10);
+    expect(cluster.violations).toEqual([]);
+    await cluster.expectStable(THREE);
+  });
+
+  it('leases - a stable cluster moves nothing on further ticks', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const before = THREE.map((id) => cluster.node(id).server.calls.length);
+    await cluster.settle(THREE, 5);
+    expect(THREE.map((id) => cluster.node(id).server.calls.length)).toEqual(before);
+  });
+
+  it("leases - survivors do not take a killed node's shards before deadAfterMs", async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const victim = cluster.node('node-a').leases.heldShards;
+    cluster.kill('node-a');
+    const killedAt = cluster.clock.t;
+    while (cluster.clock.t + renewMs - killedAt < deadAfterMs) await cluster.round(['node-b', 'node-c']);
+    for (const shard of victim) expect(cluster.servers(shard), `shard ${shard}`).toEqual([]);
+  });
+
+  it("leases - a killed node's shards are acquired by the survivors after deadAfterMs", async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const victim = cluster.node('node-a').leases.heldShards;
+    expect(victim.length).toBeGreaterThan(0);
+    cluster.kill('node-a');
+    await cluster.settle(['node-b', 'node-c'], deadAfterMs / renewMs + 3);
+    for (const shard of victim) {
+      expect(cluster.servers(shard), `shard ${shard}`).toEqual([desiredOwner(shard, ['node-b', 'node-c'])]);
+    }
+    await cluster.expectStable(['node-b', 'node-c']);
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it("leases - each of a killed node's shards is acquired exactly once", async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const victim = cluster.node('node-a').leases.heldShards;
+    const marks = { b: cluster.node('node-b').server.calls.length, c: cluster.node('node-c').server.calls.length };
+    cluster.kill('node-a');
+    await cluster.settle(['node-b', 'node-c'], deadAfterMs / renewMs + 3);
+    const acquired = [
+      ...cluster.node('node-b').server.callsOf('acquire', marks.b),
+      ...cluster.node('node-c').server.callsOf('acquire', marks.c),
+    ].map((c) => c.shard);
+    expect([...acquired].sort((x, y) => x - y)).toEqual(victim);
+  });
+
+  it('leases - a node that cannot renew for fenceAfterMs drops every shard on its next tick, releasing none', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const held = a.leases.heldShards;
+    expect(held.length).toBeGreaterThan(0);
+    const mark = a.server.calls.length;
+    a.nodesLink.down = true;
+    a.leasesLink.down = true;
+    const frozenAt = cluster.clock.t;
+    // Frozen: no tick at all while the others go on.
+    while (cluster.clock.t + renewMs - frozenAt <= fenceAfterMs) await cluster.round(['node-b', 'node-c']);
+    expect(a.server.callsOf('drop', mark)).toEqual([]);
+    // It ticks again; its renewal cannot get through.
+    await cluster.round(THREE);
+    expect(cluster.clock.t - frozenAt).toBeGreaterThan(fenceAfterMs);
+    expect(a.server.callsOf('drop', mark).map((c) => c.shard).sort((x, y) => x - y)).toEqual(held);
+    expect(a.server.callsOf('release', mark)).toEqual([]);
+    expect([...a.server.serving]).toEqual([]);
+    expect(a.leases.heldShards).toEqual([]);
+  });
+
+  it('leases - a fenced node has stopped serving before any other node acquires its shards', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const held = a.leases.heldShards;
+    const marks = new Map(THREE.map((id) => [id, cluster.node(id).server.calls.length]));
+    a.nodesLink.down = true;
+    a.leasesLink.down = true;
+    const frozenAt = cluster.clock.t;
+    while (cluster.clock.t + renewMs - frozenAt <= fenceAfterMs) await cluster.round(['node-b', 'node-c']);
+    // Still cut off, it ticks again (its renewals keep failing) while the others take over.
+    await cluster.settle(THREE, deadAfterMs / renewMs + 2);
+    const takeovers = ['node-b', 'node-c']
+      .flatMap((id) => cluster.node(id).server.callsOf('acquire', marks.get(id)))
+      .filter((c) => held.includes(c.shard));
+    expect(takeovers.map((c) => c.shard).sort((x, y) => x - y)).toEqual(held);
+    const drops = new Map(a.server.callsOf('drop', marks.get('node-a')).map((c) => [c.shard, c.at]));
+    for (const takeover of takeovers) {
+      expect(drops.get(takeover.shard), `drop time of shard ${takeover.shard}`).toBeLessThan(takeover.at);
+    }
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it('leases - a node that sees another node claim a shard it holds drops it without waiting for its own tick', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const held = a.leases.heldShards;
+    const mark = a.server.calls.length;
+    a.nodesLink.down = true;
+    a.leasesLink.down = true;
+    // node-a never ticks again (so it never fences itself) but still hears the bucket.
+    await cluster.settle(['node-b', 'node-c'], deadAfterMs / renewMs + 2);
+    expect(a.server.callsOf('drop', mark).map((c) => c.shard).sort((x, y) => x - y)).toEqual(held);
+    expect(a.server.callsOf('release', mark)).toEqual([]);
+    expect([...a.server.serving]).toEqual([]);
+    expect(a.leases.heldShards).toEqual([]);
+  });
+
+  it('leases - a fenced node rejoins cleanly and shards rebalance with no double ownership', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const held = a.leases.heldShards;
+    a.nodesLink.down = true;
+    a.leasesLink.down = true;
+    await cluster.settle(THREE, deadAfterMs / renewMs + 2);
+    await cluster.expectStable(['node-b', 'node-c']);
+    a.nodesLink.down = false;
+    a.leasesLink.down = false;
+    await cluster.settle(THREE, 6);
+    await cluster.expectStable(THREE);
+    expect(a.leases.heldShards).toEqual(held);
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it('leases - a fenced node that recovers before deadAfterMs takes its own shards back', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const held = a.leases.heldShards;
+    const mark = a.server.calls.length;
+    a.nodesLink.down = true;
+    a.leasesLink.down = true;
+    const frozenAt = cluster.clock.t;
+    while (cluster.clock.t - frozenAt < fenceAfterMs) await cluster.round(THREE);
+    expect(a.server.callsOf('drop', mark)).toHaveLength(held.length);
+    a.nodesLink.down = false;
+    a.leasesLink.down = false;
+    await cluster.settle(THREE, 3);
+    expect(cluster.clock.t - frozenAt).toBeLessThan(deadAfterMs + 3 * renewMs);
+    await cluster.expectStable(THREE);
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it('leases - a fenced node that rejoins while another node joins leaves no shard unclaimed', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const movingToD = a.leases.heldShards.filter((s) => desiredOwner(s, [...THREE, 'node-d']) === 'node-d');
+    expect(movingToD.length).toBeGreaterThan(0);
+    a.nodesLink.down = true;
+    a.leasesLink.down = true;
+    const frozenAt = cluster.clock.t;
+    while (cluster.clock.t - frozenAt < fenceAfterMs) await cluster.round(THREE);
+    expect(a.leases.heldShards).toEqual([]);
+    // While node-a is fenced (and before anyone judges it dead) node-d joins, then node-a's link comes back.
+    await cluster.add('node-d');
+    a.nodesLink.down = false;
+    a.leasesLink.down = false;
+    await cluster.settle(undefined, 10);
+    for (const shard of movingToD) {
+      expect(cluster.servers(shard), `shard ${shard} (stored claim: ${await cluster.claimHolder(shard)})`).toEqual(['node-d']);
+    }
+    await cluster.expectStable([...THREE, 'node-d']);
+  });
+
+  it("leases - a node restarted under a new incarnation takes its shards back without waiting for deadAfterMs", async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const held = cluster.node('node-a').leases.heldShards;
+    cluster.kill('node-a');
+    const restartedAt = cluster.clock.t;
+    const reborn = await cluster.add('node-a', 'node-a-2');
+    await flush();
+    await cluster.settle(THREE, 2);
+    expect(cluster.clock.t - restartedAt).toBeLessThan(deadAfterMs);
+    expect(reborn.leases.heldShards).toEqual(held);
+    await cluster.expectStable(THREE);
+  });
+
+  it('leases - releaseAll hands every shard over through release, not drop', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const held = a.leases.heldShards;
+    const mark = a.server.calls.length;
+    await a.leases.releaseAll();
+    expect(a.server.callsOf('release', mark).map((c) => c.shard).sort((x, y) => x - y)).toEqual(held);
+    expect(a.server.callsOf('drop', mark)).toEqual([]);
+    expect(a.leases.heldShards).toEqual([]);
+    for (const shard of held) expect(await cluster.claimHolder(shard), `claim of shard ${shard}`).toBeUndefined();
+  });
+
+  it('leases - after releaseAll and leave the others claim the shards on their next tick, without waiting for deadAfterMs', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const held = a.leases.heldShards;
+    await a.leases.releaseAll();
+    await a.membership.leave();
+    cluster.kill('node-a');
+    await flush();
+    const leftAt = cluster.clock.t;
+    await cluster.round(['node-b', 'node-c']);
+    expect(cluster.clock.t - leftAt).toBeLessThan(deadAfterMs);
+    for (const shard of held) {
+      expect(cluster.servers(shard), `shard ${shard}`).toEqual([desiredOwner(shard, ['node-b', 'node-c'])]);
+    }
+    await cluster.expectStable(['node-b', 'node-c']);
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it('leases - with minView 2 a lone node claims nothing', async () => {
+    const cluster = await Cluster.create(['node-a'], { minView: 2 });
+    await cluster.settle(['node-a'], 5);
+    const a = cluster.node('node-a');
+    expect(a.server.calls).toEqual([]);
+    expect(a.leases.heldShards).toEqual([]);
+    expect(await cluster.leasesBucket.keys()).toEqual([]);
+  });
+
+  it('leases - with minView 2 shards are claimed once a second node appears', async () => {
+    const cluster = await Cluster.create(['node-a'], { minView: 2 });
+    await cluster.settle(['node-a'], 3);
+    await cluster.add('node-b');
+    await cluster.settle(['node-a', 'node-b'], 3);
+    await cluster.expectStable(['node-a', 'node-b']);
+  });
+
+  it('leases - with maxMovesPerTick 8 a lone node takes exactly 8 shards on its first tick', async () => {
+    const cluster = await Cluster.create(['node-a'], { maxMovesPerTick: 8 });
+    await cluster.round(['node-a']);
+    expect(cluster.node('node-a').leases.heldShards).toHaveLength(8);
+    expect(cluster.node('node-a').server.callsOf('acquire')).toHaveLength(8);
+  });
+
+  it('leases - with maxMovesPerTick 8 no node takes more than 8 shards in any tick', async () => {
+    const cluster = await Cluster.create(THREE, { maxMovesPerTick: 8 });
+    const marks = new Map(THREE.map((id) => [id, 0]));
+    for (let round = 0; round < 8; round++) {
+      await cluster.round(THREE);
+      for (const id of THREE) {
+        const server = cluster.node(id).server;
+        expect(server.callsOf('acquire', marks.get(id)).length, `${id} in round ${round}`).toBeLessThanOrEqual(8);
+        marks.set(id, server.calls.length);
+      }
+    }
+    await cluster.expectStable(THREE);
+  });
+
+  it('leases - two nodes racing for the same free shards leave exactly one holder of each', async () => {
+    const cluster = await Cluster.create(['node-b', 'node-c']);
+    const b = cluster.node('node-b');
+    const c = cluster.node('node-c');
+    // Stale views: each believes it is alone, so both want every shard.
+    const viewB = vi.spyOn(b.membership, 'view').mockReturnValue(['node-b']);
+    const viewC = vi.spyOn(c.membership, 'view').mockReturnValue(['node-c']);
+    await Promise.all([c.leases.tick(), b.leases.tick()]);
+    await flush();
+    for (const shard of ALL_SHARDS) {
+      const holders = ['node-b', 'node-c'].filter((id) => cluster.node(id).leases.heldShards.includes(shard));
+      expect(holders, `lease holders of shard ${shard}`).toHaveLength(1);
+      expect(cluster.servers(shard), `servers of shard ${shard}`).toEqual(holders);
+      expect(await cluster.claimHolder(shard)).toBe(holders[0]);
+    }
+    expect(b.server.callsOf('acquire').length + c.server.callsOf('acquire').length).toBe(SHARDS);
+    viewB.mockRestore();
+    viewC.mockRestore();
+  });
+
+  it('leases - the loser of a claim race does not take the shard while the winner is alive', async () => {
+    const cluster = await Cluster.create(['node-b', 'node-c']);
+    const b = cluster.node('node-b');
+    const c = cluster.node('node-c');
+    vi.spyOn(b.membership, 'view').mockReturnValue(['node-b']);
+    vi.spyOn(c.membership, 'view').mockReturnValue(['node-c']);
+    await Promise.all([b.leases.tick(), c.leases.tick()]);
+    await flush();
+    const snapshot = { b: b.leases.heldShards, c: c.leases.heldShards };
+    // More ticks with the same stale views: claims of a live node are not taken over.
+    for (let i = 0; i < 3; i++) {
+      await Promise.all([b.leases.tick(), c.leases.tick()]);
+      await flush();
+    }
+    expect({ b: b.leases.heldShards, c: c.leases.heldShards }).toEqual(snapshot);
+    expect(b.server.callsOf('drop').length + c.server.callsOf('drop').length).toBe(0);
+  });
+});
