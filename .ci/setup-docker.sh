@@ -14,7 +14,7 @@ fi
 
 if ! docker info >/dev/null 2>&1; then
   echo "setup-docker: starting dockerd (log: /var/log/dockerd.log)"
-  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  setsid nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
   for i in $(seq 1 60); do
     if docker info >/dev/null 2>&1; then break; fi
     if (( i % 5 == 0 )); then echo "setup-docker: waiting for dockerd (${i}s)"; fi

@@ -24,12 +24,21 @@ export interface MembershipTiming {
 
 export const DEFAULT_MEMBERSHIP_TIMING: MembershipTiming = { renewMs: 500, deadAfterMs: 3_000, fenceAfterMs: 2_000 };
 
-type Heartbeat = { op: 'alive'; record: MemberRecord } | { op: 'leave'; nodeId: string; incarnation: string };
+/**
+ * `fenced` is set while the sender cannot hear itself: it serves nothing, so the
+ * others must not count its heartbeat as a renewed lease (else a node that can
+ * publish but not receive would keep its shards unserved for as long as it lasts).
+ */
+type Heartbeat =
+  | { op: 'alive'; record: MemberRecord; fenced?: boolean }
+  | { op: 'leave'; nodeId: string; incarnation: string };
 
 interface Seen {
   record: MemberRecord;
   /** Local clock time of the latest heartbeat. */
   seenAt: number;
+  /** It said it left: dead at once, until a heartbeat of a new incarnation. */
+  left: boolean;
 }
 
 /**
@@ -43,6 +52,13 @@ interface Seen {
 export class Membership {
   private readonly members = new Map<string, Seen>();
   private lastEchoAt = Number.NEGATIVE_INFINITY;
+  /**
+   * Since when this node has heard the subject without a gap (its own echo came back
+   * after one of `fenceAfterMs` or more: at start, or when its link returned). Only a
+   * node that has listened for `deadAfterMs` may judge another dead for not being heard.
+   */
+  private hearingSince = Number.POSITIVE_INFINITY;
+  private stopped = false;
   private subscription: Subscription | undefined;
   private readonly listeners = new Set<() => void>();
   private conflict: MemberRecord | undefined;
@@ -74,7 +90,11 @@ export class Membership {
       );
     }
     this.self = { ...this.self, ...update };
-    const heartbeat: Heartbeat = { op: 'alive', record: this.self };
+    this.announce();
+  }
+
+  private announce(): void {
+    const heartbeat: Heartbeat = { op: 'alive', record: this.self, fenced: !this.isLive };
     this.transport.publish(subjects.heartbeats, encode(heartbeat));
   }
 
@@ -93,15 +113,27 @@ export class Membership {
   /** The records of live members, this node first. */
   records(): MemberRecord[] {
     const now = this.clock.now();
-    const others = [...this.members.values()].filter((m) => now - m.seenAt < this.timing.deadAfterMs).map((m) => m.record);
+    const others = [...this.members.values()].filter((m) => this.holdsLease(m, now)).map((m) => m.record);
     return this.isLive ? [this.self, ...others] : others;
   }
 
+  /**
+   * Whether `nodeId` (in that incarnation) may still hold leases. A node this one has
+   * not heard of counts as alive until this one has listened for `deadAfterMs`: a node
+   * that just started, or whose link just came back, must not take over the claims of
+   * live nodes whose next heartbeat simply has not arrived yet.
+   */
   isAlive(nodeId: string, incarnation?: string): boolean {
     if (nodeId === this.self.nodeId) return this.isLive && (incarnation === undefined || incarnation === this.self.incarnation);
+    const now = this.clock.now();
     const member = this.members.get(nodeId);
-    if (!member || this.clock.now() - member.seenAt >= this.timing.deadAfterMs) return false;
-    return incarnation === undefined || member.record.incarnation === incarnation;
+    if (!member) return now - this.hearingSince < this.timing.deadAfterMs;
+    if (incarnation !== undefined && member.record.incarnation !== incarnation) return false;
+    return this.holdsLease(member, now);
+  }
+
+  private holdsLease(member: Seen, now: number): boolean {
+    return !member.left && now - Math.max(member.seenAt, this.hearingSince) < this.timing.deadAfterMs;
   }
 
   onChange(listener: () => void): () => void {
@@ -113,33 +145,54 @@ export class Membership {
   async leave(): Promise<void> {
     const heartbeat: Heartbeat = { op: 'leave', nodeId: this.self.nodeId, incarnation: this.self.incarnation };
     this.transport.publish(subjects.heartbeats, encode(heartbeat));
-    this.lastEchoAt = Number.NEGATIVE_INFINITY;
-    await this.transport.flush().catch(() => undefined);
     this.stop();
+    await this.transport.flush().catch(() => undefined);
   }
 
   stop(): void {
+    this.stopped = true;
+    this.lastEchoAt = Number.NEGATIVE_INFINITY;
     this.subscription?.unsubscribe();
   }
 
   private onHeartbeat(heartbeat: Heartbeat): void {
+    if (this.stopped) return;
+    const now = this.clock.now();
     if (heartbeat.op === 'leave') {
       const known = this.members.get(heartbeat.nodeId);
-      if (known?.record.incarnation === heartbeat.incarnation) {
-        this.members.delete(heartbeat.nodeId);
+      if (known && known.record.incarnation === heartbeat.incarnation && !known.left) {
+        this.members.set(heartbeat.nodeId, { ...known, left: true });
         this.changed();
       }
       return;
     }
     const { record } = heartbeat;
     if (record.nodeId === this.self.nodeId) {
-      if (record.incarnation === this.self.incarnation) this.lastEchoAt = this.clock.now();
-      else if (record.startedAt <= this.self.startedAt) this.conflict = record;
+      if (record.incarnation === this.self.incarnation) {
+        const wasFenced = !this.isLive;
+        this.lastEchoAt = now;
+        if (wasFenced) {
+          this.hearingSince = now;
+          // What it sent while fenced renewed nothing: announce at once that it can serve.
+          this.announce();
+        }
+      } else if (record.startedAt <= this.self.startedAt) this.conflict = record;
       return;
     }
-    const isNew = !this.isAlive(record.nodeId, record.incarnation);
-    this.members.set(record.nodeId, { record, seenAt: this.clock.now() });
-    if (isNew) this.changed();
+    const known = this.members.get(record.nodeId);
+    const sameLife = known?.record.incarnation === record.incarnation;
+    if (heartbeat.fenced) {
+      // Not a renewal; but a fenced restart still replaces the earlier incarnation.
+      if (known && !sameLife) {
+        this.members.delete(record.nodeId);
+        this.changed();
+      }
+      return;
+    }
+    if (sameLife && known.left) return; // a heartbeat sent just before its leave
+    const wasHolding = sameLife && this.holdsLease(known, now);
+    this.members.set(record.nodeId, { record, seenAt: now, left: false });
+    if (!wasHolding) this.changed();
   }
 
   private changed(): void {

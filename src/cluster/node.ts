@@ -83,7 +83,7 @@ export class PresenceNode implements AdminBackend {
   private readonly incarnation = randomUUID();
   private membership: Membership | undefined;
   private leases: ShardLeases | undefined;
-  private ticker: NodeJS.Timeout | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
 
   constructor(options: PresenceNodeOptions = {}) {
     this.options = options;
@@ -166,10 +166,10 @@ export class PresenceNode implements AdminBackend {
   /** Announces this node and starts the lease loop; shards follow over the next ticks. */
   private async joinCluster(shardHost: ShardHost, cluster: NonNullable<PresenceNodeOptions['cluster']>): Promise<void> {
     const timing = cluster.timing ?? DEFAULT_MEMBERSHIP_TIMING;
-    const leases = await this.transport.kv(BUCKETS.leases);
+    const leasesBucket = await this.transport.kv(BUCKETS.leases);
     const clock = { now: () => Date.now() };
     this.membership = new Membership(this.transport, { nodeId: this.nodeId, incarnation: this.incarnation, startedAt: this.startedAt, shards: 0, actors: 0 }, clock, timing);
-    this.leases = new ShardLeases(leases, this.membership, this.incarnation, shardHost, {
+    this.leases = new ShardLeases(leasesBucket, this.membership, this.incarnation, shardHost, {
       shardCount: SHARD_COUNT,
       minView: cluster.minView ?? 1,
       maxMovesPerTick: cluster.maxMovesPerTick ?? 128,
@@ -178,26 +178,17 @@ export class PresenceNode implements AdminBackend {
     await this.membership.start();
     await this.leases.start();
     const membership = this.membership;
-    const leasesLoop = this.leases;
-    let running = false;
-    // Phoenix-style stutter: nodes started together do not renew in lockstep.
-    const tick = async () => {
-      if (running) return;
-      running = true;
-      try {
-        await membership
-          .renew({ shards: leasesLoop.heldShards.length, actors: shardHost.residentCount })
-          .catch((error) => this.log.warn({ err: error }, 'membership lease not renewed'));
-        await leasesLoop.tick();
-      } catch (error) {
-        this.log.error({ err: error }, 'ownership tick failed');
-      } finally {
-        running = false;
-      }
-    };
+    const leases = this.leases;
+    // Heartbeats run on their own timer: a slow ownership step must never delay the lease.
+    const renew = () =>
+      membership
+        .renew({ shards: leases.heldShards.length, actors: shardHost.residentCount })
+        .catch((error) => this.log.error({ err: error }, 'membership heartbeat not sent'));
+    const step = () => leases.tick().catch((error) => this.log.error({ err: error }, 'ownership step failed'));
+    // Phoenix-style stutter: nodes started together do not beat in lockstep.
     await new Promise((resolve) => setTimeout(resolve, Math.random() * timing.renewMs * 0.25));
-    this.ticker = setInterval(() => void tick(), timing.renewMs);
-    void tick();
+    this.timers.push(setInterval(renew, timing.renewMs), setInterval(step, timing.renewMs));
+    void step();
   }
 
   get port(): number {
@@ -209,7 +200,7 @@ export class PresenceNode implements AdminBackend {
     this.ready = false;
     await this.gateway?.close();
     for (const subscription of this.subscriptions) subscription.unsubscribe();
-    clearInterval(this.ticker);
+    for (const timer of this.timers) clearInterval(timer);
     await this.leases?.releaseAll();
     this.leases?.stop();
     await this.membership?.leave();

@@ -71,6 +71,7 @@ export class ShardHost {
   private readonly residents = new Map<string, Resident>();
   private readonly activating = new Map<string, Promise<Resident>>();
   private readonly served = new Map<number, Subscription>();
+  private activeListing: { at: number; keys: Promise<string[]> } | undefined;
 
   constructor(private readonly deps: ShardHostDeps) {}
 
@@ -82,15 +83,26 @@ export class ShardHost {
   /** ShardServer: serves a shard just claimed and restores its actors with something pending. */
   async acquire(shard: number): Promise<void> {
     this.serveShard(shard);
-    const active = this.deps.active;
-    if (!active) return;
-    const keys = await active.keys(`${shard}.>`);
+    if (!this.deps.active) return;
+    const keys = (await this.activeKeys()).filter((key) => key.startsWith(`${shard}.`));
     const batch = this.deps.restoreBatch ?? 200;
     for (let i = 0; i < keys.length; i += batch) {
       await Promise.all(keys.slice(i, i + batch).map((key) => this.restore(key)));
       await new Promise((resolve) => setImmediate(resolve));
     }
     if (keys.length) this.deps.log.info({ shard, restored: keys.length }, 'shard taken over');
+  }
+
+  /**
+   * The `active` index, listed once for all the shards claimed in one ownership
+   * step: a node taking over hundreds of shards reads the index once, not per shard.
+   */
+  private activeKeys(): Promise<string[]> {
+    const now = this.deps.clock.now();
+    if (!this.activeListing || now - this.activeListing.at > 1_000) {
+      this.activeListing = { at: now, keys: this.deps.active!.keys() };
+    }
+    return this.activeListing.keys;
   }
 
   /** ShardServer: hands a shard over; every actor of it is persisted before it stops. */

@@ -4,8 +4,18 @@ import { decode } from '../../src/cluster/codec.js';
 import { DEFAULT_MEMBERSHIP_TIMING, Membership } from '../../src/cluster/membership.js';
 import { desiredOwner } from '../../src/cluster/rendezvous.js';
 import { ShardLeases, type ShardServer } from '../../src/cluster/shardLeases.js';
+import { BUCKETS } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
-import type { KvBucket, KvEntry, KvWatchEvent, Subscription } from '../../src/cluster/transport/types.js';
+import type {
+  KvBucket,
+  KvEntry,
+  KvOptions,
+  KvWatchEvent,
+  MessageHandler,
+  RequestHandler,
+  Subscription,
+  Transport,
+} from '../../src/cluster/transport/types.js';
 
 const { renewMs, deadAfterMs, fenceAfterMs } = DEFAULT_MEMBERSHIP_TIMING;
 const SHARDS = 64;
@@ -17,42 +27,125 @@ interface ManualClock {
   now(): number;
 }
 
-/** Lets queued watch events (microtasks) reach every node. */
+/** Lets queued deliveries (the embedded transport's microtasks: heartbeats, watch events) reach every node. */
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** A node's own link to a shared bucket; `down` cuts it off (every call rejects, watch events still flow). */
-class LinkBucket implements KvBucket {
-  down = false;
-  constructor(private readonly inner: KvBucket) {}
-  private check(): void {
-    if (this.down) throw new Error('connection to the KV store lost');
+const LOST = 'connection to NATS lost';
+
+/**
+ * A node's own connection to the shared transport.
+ * - `down` cuts it off: what it publishes goes nowhere (a core publish has no acknowledgement,
+ *   so it does not fail), it hears no heartbeat, its KV calls reject and its KV watches fall
+ *   behind, catching up when the link comes back (as a JetStream ordered consumer resumes).
+ *   It can still tick.
+ * - `deaf` cuts only what it receives on core subjects (say, a slow consumer whose messages
+ *   are dropped): it still publishes and its KV calls and watches still work.
+ */
+class LinkTransport implements Transport {
+  readonly kind = 'link';
+  deaf = false;
+  private cut = false;
+  private readonly resumers = new Set<() => void>();
+
+  constructor(private readonly inner: Transport) {}
+
+  get down(): boolean {
+    return this.cut;
   }
-  async get(key: string): Promise<KvEntry | null> {
+
+  set down(value: boolean) {
+    this.cut = value;
+    if (!value) for (const resume of this.resumers) queueMicrotask(resume);
+  }
+
+  check(): void {
+    if (this.cut) throw new Error(LOST);
+  }
+
+  onResume(resume: () => void): () => void {
+    this.resumers.add(resume);
+    return () => this.resumers.delete(resume);
+  }
+
+  publish(subject: string, data: Uint8Array): void {
+    if (!this.cut) this.inner.publish(subject, data);
+  }
+
+  subscribe(subject: string, handler: MessageHandler): Subscription {
+    return this.inner.subscribe(subject, (data, s) => {
+      if (!this.cut && !this.deaf) handler(data, s);
+    });
+  }
+
+  serve(subject: string, handler: RequestHandler, options?: { queue?: string }): Subscription {
+    return this.inner.serve(subject, handler, options);
+  }
+
+  async request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
     this.check();
+    return this.inner.request(subject, data, options);
+  }
+
+  async kv(bucket: string, options?: KvOptions): Promise<KvBucket> {
+    this.check();
+    return new LinkBucket(this, await this.inner.kv(bucket, options));
+  }
+
+  async flush(): Promise<void> {
+    this.check();
+    await this.inner.flush();
+  }
+
+  /** The shared transport is closed by the test, not by one node. */
+  async close(): Promise<void> {}
+}
+
+/** A bucket seen through a node's link: calls reject while it is down, watch events wait for it. */
+class LinkBucket implements KvBucket {
+  constructor(private readonly link: LinkTransport, private readonly inner: KvBucket) {}
+  async get(key: string): Promise<KvEntry | null> {
+    this.link.check();
     return this.inner.get(key);
   }
   async put(key: string, value: Uint8Array): Promise<number> {
-    this.check();
+    this.link.check();
     return this.inner.put(key, value);
   }
   async create(key: string, value: Uint8Array): Promise<number> {
-    this.check();
+    this.link.check();
     return this.inner.create(key, value);
   }
   async update(key: string, value: Uint8Array, revision: number): Promise<number> {
-    this.check();
+    this.link.check();
     return this.inner.update(key, value, revision);
   }
   async delete(key: string, revision?: number): Promise<void> {
-    this.check();
+    this.link.check();
     return this.inner.delete(key, revision);
   }
   async keys(filter?: string): Promise<string[]> {
-    this.check();
+    this.link.check();
     return this.inner.keys(filter);
   }
   async watch(handler: (event: KvWatchEvent) => void): Promise<Subscription> {
-    return this.inner.watch(handler);
+    const backlog: KvWatchEvent[] = [];
+    const stopResuming = this.link.onResume(() => {
+      for (const event of backlog.splice(0)) handler(event);
+    });
+    // Events reach the watcher a moment after the write is acknowledged to the writer, as over a
+    // network (a macrotask later, in order), not in the same microtask burst.
+    const inner = await this.inner.watch((event) => {
+      setImmediate(() => {
+        if (this.link.down || backlog.length > 0) backlog.push(event);
+        else handler(event);
+      });
+    });
+    return {
+      unsubscribe: () => {
+        stopResuming();
+        inner.unsubscribe();
+      },
+    };
   }
 }
 
@@ -91,8 +184,8 @@ interface TestNode {
   membership: Membership;
   leases: ShardLeases;
   server: FakeServer;
-  nodesLink: LinkBucket;
-  leasesLink: LinkBucket;
+  /** Its connection to the shared transport: heartbeats and the `leases` bucket go through it. */
+  link: LinkTransport;
   /** A killed process serves nothing: left out of the double-serving checks. */
   dead: boolean;
 }
@@ -115,7 +208,7 @@ afterEach(async () => {
   transports = [];
 });
 
-/** Several simulated nodes sharing ONE embedded transport (so one pair of KV buckets) and one manual clock. */
+/** Several simulated nodes sharing ONE embedded transport (so one heartbeat subject and one `leases` bucket) and one manual clock. */
 class Cluster {
   readonly clock: ManualClock = { t: 0, now() { return this.t; } };
   readonly nodes = new Map<string, TestNode>();
@@ -123,7 +216,8 @@ class Cluster {
   readonly violations: string[] = [];
 
   private constructor(
-    readonly nodesBucket: KvBucket,
+    readonly transport: EmbeddedTransport,
+    /** The shared bucket itself, not through any node's link. */
     readonly leasesBucket: KvBucket,
     private readonly options: Required<ClusterOptions>,
   ) {}
@@ -131,7 +225,7 @@ class Cluster {
   static async create(ids: string[], options: ClusterOptions = {}): Promise<Cluster> {
     const transport = new EmbeddedTransport();
     transports.push(transport);
-    const cluster = new Cluster(await transport.kv('nodes'), await transport.kv('leases'), {
+    const cluster = new Cluster(transport, await transport.kv(BUCKETS.leases), {
       minView: options.minView ?? 1,
       maxMovesPerTick: options.maxMovesPerTick ?? SHARDS,
     });
@@ -151,16 +245,15 @@ class Cluster {
   }
 
   async add(id: string, incarnation = `${id}-1`): Promise<TestNode> {
-    const nodesLink = new LinkBucket(this.nodesBucket);
-    const leasesLink = new LinkBucket(this.leasesBucket);
+    const link = new LinkTransport(this.transport);
     const membership = new Membership(
-      nodesLink,
+      link,
       { nodeId: id, incarnation, startedAt: this.clock.now(), shards: 0, actors: 0 },
       this.clock,
       DEFAULT_MEMBERSHIP_TIMING,
     );
     const server = new FakeServer(this.clock, (shard) => this.checkAcquire(id, shard));
-    const leases = new ShardLeases(leasesLink, membership, incarnation, server, {
+    const leases = new ShardLeases(await link.kv(BUCKETS.leases), membership, incarnation, server, {
       shardCount: SHARDS,
       minView: this.options.minView,
       maxMovesPerTick: this.options.maxMovesPerTick,
@@ -168,13 +261,13 @@ class Cluster {
     });
     await membership.start();
     await leases.start();
-    const node: TestNode = { id, incarnation, membership, leases, server, nodesLink, leasesLink, dead: false };
+    const node: TestNode = { id, incarnation, membership, leases, server, link, dead: false };
     this.nodes.set(id, node);
     running.push(node);
     return node;
   }
 
-  /** A crash: the process stops renewing, ticking and watching. */
+  /** A crash: the process stops heartbeating, ticking and watching. */
   kill(id: string): void {
     const node = this.node(id);
     node.leases.stop();
@@ -182,19 +275,29 @@ class Cluster {
     node.dead = true;
   }
 
-  /** What a node does every `renewMs` (as in node.ts): renew its membership, then one leases step. */
+  /** What a node does every `renewMs` (as in node.ts): publish its heartbeat, then one leases step. */
   async tickNode(id: string): Promise<void> {
     const node = this.node(id);
     await node.membership.renew({ shards: node.leases.heldShards.length }).catch(() => undefined);
     await node.leases.tick();
   }
 
-  /** Advances the clock, ticks `ids` concurrently, lets the watch events land, then checks for double serving. */
+  /**
+   * Advances the clock, ticks `ids` concurrently, lets heartbeats and watch events land, then
+   * checks for double serving. Every heartbeat of the round is published before any step runs,
+   * so each step sees the heartbeats of all of `ids` (its own echo included).
+   */
   async round(ids: string[] = this.live, advanceMs = renewMs): Promise<void> {
     this.clock.t += advanceMs;
     await Promise.all(ids.map((id) => this.tickNode(id)));
     await flush();
     this.checkServing();
+  }
+
+  /** Every one of `ids` publishes a heartbeat, with no step: as happens within `renewMs` of a start. */
+  async announce(ids: string[] = this.live): Promise<void> {
+    await Promise.all(ids.map((id) => this.node(id).membership.renew().catch(() => undefined)));
+    await flush();
   }
 
   async settle(ids: string[] = this.live, rounds = 6): Promise<void> {
@@ -206,7 +309,7 @@ class Cluster {
     return [...this.nodes.values()].filter((n) => !n.dead && n.server.serving.has(shard)).map((n) => n.id);
   }
 
-  private checkServing(): void {
+  checkServing(): void {
     for (const shard of ALL_SHARDS) {
       const byServer = this.servers(shard);
       const byLease = [...this.nodes.values()].filter((n) => !n.dead && n.leases.isServing(shard)).map((n) => n.id);
@@ -335,13 +438,12 @@ describe('shard leases', () => {
     const held = a.leases.heldShards;
     expect(held.length).toBeGreaterThan(0);
     const mark = a.server.calls.length;
-    a.nodesLink.down = true;
-    a.leasesLink.down = true;
+    a.link.down = true;
     const frozenAt = cluster.clock.t;
     // Frozen: no tick at all while the others go on.
     while (cluster.clock.t + renewMs - frozenAt <= fenceAfterMs) await cluster.round(['node-b', 'node-c']);
     expect(a.server.callsOf('drop', mark)).toEqual([]);
-    // It ticks again; its renewal cannot get through.
+    // It ticks again; its heartbeat goes nowhere, so no echo has come back for fenceAfterMs.
     await cluster.round(THREE);
     expect(cluster.clock.t - frozenAt).toBeGreaterThan(fenceAfterMs);
     expect(a.server.callsOf('drop', mark).map((c) => c.shard).sort((x, y) => x - y)).toEqual(held);
@@ -356,11 +458,10 @@ describe('shard leases', () => {
     const a = cluster.node('node-a');
     const held = a.leases.heldShards;
     const marks = new Map(THREE.map((id) => [id, cluster.node(id).server.calls.length]));
-    a.nodesLink.down = true;
-    a.leasesLink.down = true;
+    a.link.down = true;
     const frozenAt = cluster.clock.t;
     while (cluster.clock.t + renewMs - frozenAt <= fenceAfterMs) await cluster.round(['node-b', 'node-c']);
-    // Still cut off, it ticks again (its renewals keep failing) while the others take over.
+    // Still cut off, it ticks again (its heartbeats go nowhere) while the others take over.
     await cluster.settle(THREE, deadAfterMs / renewMs + 2);
     const takeovers = ['node-b', 'node-c']
       .flatMap((id) => cluster.node(id).server.callsOf('acquire', marks.get(id)))
@@ -379,9 +480,8 @@ describe('shard leases', () => {
     const a = cluster.node('node-a');
     const held = a.leases.heldShards;
     const mark = a.server.calls.length;
-    a.nodesLink.down = true;
-    a.leasesLink.down = true;
-    // node-a never ticks again (so it never fences itself) but still hears the bucket.
+    // node-a stalls: it neither heartbeats nor ticks again (so it never fences itself), but its
+    // connection still delivers the bucket's watch events.
     await cluster.settle(['node-b', 'node-c'], deadAfterMs / renewMs + 2);
     expect(a.server.callsOf('drop', mark).map((c) => c.shard).sort((x, y) => x - y)).toEqual(held);
     expect(a.server.callsOf('release', mark)).toEqual([]);
@@ -394,12 +494,10 @@ describe('shard leases', () => {
     await cluster.settle();
     const a = cluster.node('node-a');
     const held = a.leases.heldShards;
-    a.nodesLink.down = true;
-    a.leasesLink.down = true;
+    a.link.down = true;
     await cluster.settle(THREE, deadAfterMs / renewMs + 2);
     await cluster.expectStable(['node-b', 'node-c']);
-    a.nodesLink.down = false;
-    a.leasesLink.down = false;
+    a.link.down = false;
     await cluster.settle(THREE, 6);
     await cluster.expectStable(THREE);
     expect(a.leases.heldShards).toEqual(held);
@@ -412,13 +510,11 @@ describe('shard leases', () => {
     const a = cluster.node('node-a');
     const held = a.leases.heldShards;
     const mark = a.server.calls.length;
-    a.nodesLink.down = true;
-    a.leasesLink.down = true;
+    a.link.down = true;
     const frozenAt = cluster.clock.t;
     while (cluster.clock.t - frozenAt < fenceAfterMs) await cluster.round(THREE);
     expect(a.server.callsOf('drop', mark)).toHaveLength(held.length);
-    a.nodesLink.down = false;
-    a.leasesLink.down = false;
+    a.link.down = false;
     await cluster.settle(THREE, 3);
     expect(cluster.clock.t - frozenAt).toBeLessThan(deadAfterMs + 3 * renewMs);
     await cluster.expectStable(THREE);
@@ -431,15 +527,13 @@ describe('shard leases', () => {
     const a = cluster.node('node-a');
     const movingToD = a.leases.heldShards.filter((s) => desiredOwner(s, [...THREE, 'node-d']) === 'node-d');
     expect(movingToD.length).toBeGreaterThan(0);
-    a.nodesLink.down = true;
-    a.leasesLink.down = true;
+    a.link.down = true;
     const frozenAt = cluster.clock.t;
     while (cluster.clock.t - frozenAt < fenceAfterMs) await cluster.round(THREE);
     expect(a.leases.heldShards).toEqual([]);
     // While node-a is fenced (and before anyone judges it dead) node-d joins, then node-a's link comes back.
     await cluster.add('node-d');
-    a.nodesLink.down = false;
-    a.leasesLink.down = false;
+    a.link.down = false;
     await cluster.settle(undefined, 10);
     for (const shard of movingToD) {
       expect(cluster.servers(shard), `shard ${shard} (stored claim: ${await cluster.claimHolder(shard)})`).toEqual(['node-d']);
@@ -459,6 +553,97 @@ describe('shard leases', () => {
     expect(cluster.clock.t - restartedAt).toBeLessThan(deadAfterMs);
     expect(reborn.leases.heldShards).toEqual(held);
     await cluster.expectStable(THREE);
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it('leases - a node that still publishes but cannot hear its own heartbeat drops its shards and nobody serves them twice', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const held = a.leases.heldShards;
+    expect(held.length).toBeGreaterThan(0);
+    const marks = new Map(THREE.map((id) => [id, cluster.node(id).server.calls.length]));
+    a.link.deaf = true;
+    const deafAt = cluster.clock.t;
+    let sawFenced = false;
+    for (let round = 0; round < (2 * deadAfterMs) / renewMs; round++) {
+      await cluster.round(THREE);
+      // What keeps the invariant: nobody takes the claim of a node it still hears, and this one is heard.
+      for (const id of ['node-b', 'node-c']) {
+        const other = cluster.node(id);
+        if (!other.membership.isAlive('node-a', a.incarnation)) continue;
+        const taken = other.server.callsOf('acquire', marks.get(id)).filter((c) => held.includes(c.shard));
+        expect(taken, `${id} took shards of node-a while it hears it, t=${cluster.clock.t}`).toEqual([]);
+      }
+      if (cluster.clock.t - deafAt === fenceAfterMs + renewMs) {
+        // Fenced by its own missing echo while both others still count it alive.
+        expect(a.membership.isLive).toBe(false);
+        expect(cluster.node('node-b').membership.isAlive('node-a', a.incarnation)).toBe(true);
+        expect(cluster.node('node-c').membership.isAlive('node-a', a.incarnation)).toBe(true);
+        sawFenced = true;
+      }
+    }
+    expect(sawFenced).toBe(true);
+    expect(a.membership.isLive).toBe(false);
+    expect(a.server.callsOf('drop', marks.get('node-a')).map((c) => c.shard).sort((x, y) => x - y)).toEqual(held);
+    expect(a.server.callsOf('release', marks.get('node-a'))).toEqual([]);
+    expect(a.server.callsOf('acquire', marks.get('node-a'))).toEqual([]);
+    expect([...a.server.serving]).toEqual([]);
+    expect(cluster.violations).toEqual([]);
+    // Once it hears itself again its shards come back to it (it re-takes its own claims by
+    // compare-and-set, or the others hand them back) and nothing is ever served twice.
+    a.link.deaf = false;
+    await cluster.settle(THREE, 6);
+    await cluster.expectStable(THREE);
+    expect(a.leases.heldShards).toEqual(held);
+    expect(cluster.violations).toEqual([]);
+  });
+
+  // It marks its heartbeats fenced, so the others stop counting them as renewals.
+  it('leases - the shards of a node that publishes but cannot hear itself are served again while it stays deaf', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    cluster.node('node-a').link.deaf = true;
+    await cluster.settle(THREE, (2 * deadAfterMs) / renewMs + 6);
+    for (const shard of ALL_SHARDS) expect(cluster.servers(shard), `servers of shard ${shard}`).toHaveLength(1);
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it('leases - a node that just started takes over no claim of a live node it has not heard from yet', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const before = new Map(THREE.map((id) => [id, cluster.node(id).leases.heldShards]));
+    await cluster.add('node-d');
+    // As node.ts does: the first step runs within renewMs / 4 of the start, before the others'
+    // next heartbeats, so node-d has heard nobody yet. They are all live and serving.
+    await cluster.round(['node-d'], renewMs / 4);
+    expect(cluster.violations).toEqual([]);
+    for (const id of THREE) expect(cluster.node(id).leases.heldShards, id).toEqual(before.get(id));
+    await cluster.settle(undefined, 10);
+    await cluster.expectStable([...THREE, 'node-d']);
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it('leases - a node whose link comes back takes over no claim of a live node before it hears it again', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const held = a.leases.heldShards;
+    a.link.down = true;
+    await cluster.settle(THREE, deadAfterMs / renewMs + 2);
+    await cluster.expectStable(['node-b', 'node-c']);
+    const before = new Map(['node-b', 'node-c'].map((id) => [id, cluster.node(id).leases.heldShards]));
+    a.link.down = false;
+    // Its own heartbeat timer and then its step fire before the others' next heartbeats: it is
+    // live again, but has not heard node-b or node-c for longer than deadAfterMs.
+    await cluster.round(['node-a'], renewMs / 4);
+    expect(a.membership.isLive).toBe(true);
+    expect(cluster.violations).toEqual([]);
+    for (const id of ['node-b', 'node-c']) expect(cluster.node(id).leases.heldShards, id).toEqual(before.get(id));
+    await cluster.settle(THREE, 6);
+    await cluster.expectStable(THREE);
+    expect(a.leases.heldShards).toEqual(held);
+    expect(cluster.violations).toEqual([]);
   });
 
   it('leases - releaseAll hands every shard over through release, not drop', async () => {
@@ -535,6 +720,8 @@ describe('shard leases', () => {
     const cluster = await Cluster.create(['node-b', 'node-c']);
     const b = cluster.node('node-b');
     const c = cluster.node('node-c');
+    // They have heard each other (as within renewMs of starting); only their views are stale.
+    await cluster.announce();
     // Stale views: each believes it is alone, so both want every shard.
     const viewB = vi.spyOn(b.membership, 'view').mockReturnValue(['node-b']);
     const viewC = vi.spyOn(c.membership, 'view').mockReturnValue(['node-c']);
@@ -555,6 +742,8 @@ describe('shard leases', () => {
     const cluster = await Cluster.create(['node-b', 'node-c']);
     const b = cluster.node('node-b');
     const c = cluster.node('node-c');
+    // They have heard each other (as within renewMs of starting); only their views are stale.
+    await cluster.announce();
     vi.spyOn(b.membership, 'view').mockReturnValue(['node-b']);
     vi.spyOn(c.membership, 'view').mockReturnValue(['node-c']);
     await Promise.all([b.leases.tick(), c.leases.tick()]);

@@ -1,7 +1,18 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { decode, encode } from '../../src/cluster/codec.js';
 import { DEFAULT_MEMBERSHIP_TIMING, Membership, type MemberRecord } from '../../src/cluster/membership.js';
+import { subjects } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
-import type { KvBucket, KvEntry, KvWatchEvent, Subscription } from '../../src/cluster/transport/types.js';
+import type {
+  KvBucket,
+  KvEntry,
+  KvOptions,
+  KvWatchEvent,
+  MessageHandler,
+  RequestHandler,
+  Subscription,
+  Transport,
+} from '../../src/cluster/transport/types.js';
 
 const { renewMs, deadAfterMs, fenceAfterMs } = DEFAULT_MEMBERSHIP_TIMING;
 
@@ -12,51 +23,135 @@ interface ManualClock {
 
 const makeClock = (): ManualClock => ({ t: 0, now() { return this.t; } });
 
-/** Lets queued watch events (microtasks) reach every node. */
+/** Lets queued deliveries (the embedded transport's microtasks) reach every node. */
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** A node's own link to the shared bucket; `down` cuts it off (every call rejects). */
-class LinkBucket implements KvBucket {
-  down = false;
-  constructor(private readonly inner: KvBucket) {}
-  private check(): void {
-    if (this.down) throw new Error('connection to the KV store lost');
+const LOST = 'connection to NATS lost';
+
+/**
+ * A node's own connection to the shared transport.
+ * - `down` cuts it off: what it publishes goes nowhere (a core publish has no acknowledgement,
+ *   so it does not fail), it hears nothing, its KV calls reject and its KV watches fall behind,
+ *   catching up when the link comes back (as a JetStream ordered consumer resumes).
+ * - `deaf` cuts only what it receives on core subjects (say, a slow consumer whose messages
+ *   are dropped): it still publishes and its KV calls still work.
+ */
+class LinkTransport implements Transport {
+  readonly kind = 'link';
+  deaf = false;
+  private cut = false;
+  private readonly resumers = new Set<() => void>();
+
+  constructor(private readonly inner: Transport) {}
+
+  get down(): boolean {
+    return this.cut;
   }
-  async get(key: string): Promise<KvEntry | null> {
+
+  set down(value: boolean) {
+    this.cut = value;
+    if (!value) for (const resume of this.resumers) queueMicrotask(resume);
+  }
+
+  check(): void {
+    if (this.cut) throw new Error(LOST);
+  }
+
+  onResume(resume: () => void): () => void {
+    this.resumers.add(resume);
+    return () => this.resumers.delete(resume);
+  }
+
+  publish(subject: string, data: Uint8Array): void {
+    if (!this.cut) this.inner.publish(subject, data);
+  }
+
+  subscribe(subject: string, handler: MessageHandler): Subscription {
+    return this.inner.subscribe(subject, (data, s) => {
+      if (!this.cut && !this.deaf) handler(data, s);
+    });
+  }
+
+  serve(subject: string, handler: RequestHandler, options?: { queue?: string }): Subscription {
+    return this.inner.serve(subject, handler, options);
+  }
+
+  async request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
     this.check();
+    return this.inner.request(subject, data, options);
+  }
+
+  async kv(bucket: string, options?: KvOptions): Promise<KvBucket> {
+    this.check();
+    return new LinkBucket(this, await this.inner.kv(bucket, options));
+  }
+
+  async flush(): Promise<void> {
+    this.check();
+    await this.inner.flush();
+  }
+
+  /** The shared transport is closed by the test, not by one node. */
+  async close(): Promise<void> {}
+}
+
+/** A bucket seen through a node's link: calls reject while it is down, watch events wait for it. */
+class LinkBucket implements KvBucket {
+  constructor(private readonly link: LinkTransport, private readonly inner: KvBucket) {}
+  async get(key: string): Promise<KvEntry | null> {
+    this.link.check();
     return this.inner.get(key);
   }
   async put(key: string, value: Uint8Array): Promise<number> {
-    this.check();
+    this.link.check();
     return this.inner.put(key, value);
   }
   async create(key: string, value: Uint8Array): Promise<number> {
-    this.check();
+    this.link.check();
     return this.inner.create(key, value);
   }
   async update(key: string, value: Uint8Array, revision: number): Promise<number> {
-    this.check();
+    this.link.check();
     return this.inner.update(key, value, revision);
   }
   async delete(key: string, revision?: number): Promise<void> {
-    this.check();
+    this.link.check();
     return this.inner.delete(key, revision);
   }
   async keys(filter?: string): Promise<string[]> {
-    this.check();
+    this.link.check();
     return this.inner.keys(filter);
   }
   async watch(handler: (event: KvWatchEvent) => void): Promise<Subscription> {
-    return this.inner.watch(handler);
+    const backlog: KvWatchEvent[] = [];
+    const stopResuming = this.link.onResume(() => {
+      for (const event of backlog.splice(0)) handler(event);
+    });
+    // Events reach the watcher a moment after the write is acknowledged to the writer, as over a
+    // network (a macrotask later, in order), not in the same microtask burst.
+    const inner = await this.inner.watch((event) => {
+      setImmediate(() => {
+        if (this.link.down || backlog.length > 0) backlog.push(event);
+        else handler(event);
+      });
+    });
+    return {
+      unsubscribe: () => {
+        stopResuming();
+        inner.unsubscribe();
+      },
+    };
   }
 }
 
 interface TestNode {
   id: string;
   incarnation: string;
-  link: LinkBucket;
+  link: LinkTransport;
   membership: Membership;
 }
+
+type Heartbeat = { op: 'alive'; record: MemberRecord } | { op: 'leave'; nodeId: string; incarnation: string };
 
 let transport: EmbeddedTransport;
 let started: Membership[] = [];
@@ -67,13 +162,17 @@ afterEach(async () => {
   await transport?.close();
 });
 
-async function setup(ids: string[]) {
+/**
+ * Starts `ids` one after another on one shared transport and one manual clock. A node only
+ * hears heartbeats published after it subscribed, so by default every node then renews once
+ * (at the same instant) for each to have heard all the others, as happens within `renewMs`.
+ */
+async function setup(ids: string[], { announce = true } = {}) {
   transport = new EmbeddedTransport();
-  const bucket = await transport.kv('nodes');
   const clock = makeClock();
   const nodes = new Map<string, TestNode>();
   const startNode = async (id: string, incarnation = `${id}-inc-1`): Promise<TestNode> => {
-    const link = new LinkBucket(bucket);
+    const link = new LinkTransport(transport);
     const record: MemberRecord = { nodeId: id, incarnation, startedAt: clock.now(), shards: 0, actors: 0 };
     const membership = new Membership(link, record, clock, DEFAULT_MEMBERSHIP_TIMING);
     await membership.start();
@@ -85,29 +184,64 @@ async function setup(ids: string[]) {
   for (const id of ids) await startNode(id);
   await flush();
   const node = (id: string): TestNode => nodes.get(id)!;
-  /** Advances time by one renewal period, renewing only `renewing`. */
+  /** Advances time by `ms` (one renewal period by default), then renews only `renewing` (publish, then delivery). */
   const step = async (renewing: string[], ms = renewMs) => {
     clock.t += ms;
     await Promise.all(renewing.map((id) => node(id).membership.renew().catch(() => undefined)));
     await flush();
   };
-  return { bucket, clock, node, startNode, step };
+  if (announce) await step(ids, 0);
+  return { clock, node, startNode, step };
+}
+
+/** Everything published on the heartbeat subject from now on, decoded. */
+function listenToHeartbeats(): Heartbeat[] {
+  const heard: Heartbeat[] = [];
+  transport.subscribe(subjects.heartbeats, (data) => heard.push(decode<Heartbeat>(data)));
+  return heard;
 }
 
 describe('membership', () => {
-  it('membership - after start every node sees itself and the others, sorted', async () => {
+  it('membership - start resolves once the node heard itself: it is live and in its own view', async () => {
+    const { node } = await setup(['node-a'], { announce: false });
+    expect(node('node-a').membership.isLive).toBe(true);
+    expect(node('node-a').membership.view()).toEqual(['node-a']);
+  });
+
+  it('membership - right after start a node knows only those heard since it subscribed', async () => {
+    const { node } = await setup(['node-b', 'node-a', 'node-c'], { announce: false });
+    // node-b started first and heard the start heartbeats of node-a and node-c; node-c heard nobody yet.
+    expect(node('node-b').membership.view()).toEqual(['node-a', 'node-b', 'node-c']);
+    expect(node('node-a').membership.view()).toEqual(['node-a', 'node-c']);
+    expect(node('node-c').membership.view()).toEqual(['node-c']);
+  });
+
+  it('membership - after one renewal every node sees itself and the others, sorted', async () => {
     const { node } = await setup(['node-b', 'node-a', 'node-c']);
     for (const id of ['node-a', 'node-b', 'node-c']) {
       expect(node(id).membership.view(), id).toEqual(['node-a', 'node-b', 'node-c']);
     }
   });
 
+  it('membership - records() lists this node first with its latest load figures', async () => {
+    const { node, step } = await setup(['node-a', 'node-b']);
+    await node('node-a').membership.renew({ shards: 7, actors: 42 });
+    await step(['node-b'], 0);
+    expect(node('node-a').membership.records()[0]).toMatchObject({ nodeId: 'node-a', shards: 7, actors: 42 });
+    const seenByB = node('node-b').membership.records().find((r) => r.nodeId === 'node-a');
+    expect(seenByB).toMatchObject({ nodeId: 'node-a', incarnation: 'node-a-inc-1', shards: 7, actors: 42 });
+    expect(node('node-b').membership.records()[0]?.nodeId).toBe('node-b');
+  });
+
   it('membership - a node that joins later appears in the view of those already running', async () => {
-    const { node, startNode } = await setup(['node-a', 'node-b']);
+    const { node, startNode, step } = await setup(['node-a', 'node-b']);
     await startNode('node-c');
     await flush();
     expect(node('node-a').membership.view()).toEqual(['node-a', 'node-b', 'node-c']);
     expect(node('node-b').membership.view()).toEqual(['node-a', 'node-b', 'node-c']);
+    // ... and the newcomer sees them once they renew.
+    await step(['node-a', 'node-b', 'node-c']);
+    expect(node('node-c').membership.view()).toEqual(['node-a', 'node-b', 'node-c']);
   });
 
   it('membership - onChange listeners hear about another node joining', async () => {
@@ -117,6 +251,14 @@ describe('membership', () => {
     await startNode('node-b');
     await flush();
     expect(calls).toBeGreaterThan(0);
+  });
+
+  it('membership - onChange listeners are not called again for every heartbeat of a known node', async () => {
+    const { node, step } = await setup(['node-a', 'node-b']);
+    let calls = 0;
+    node('node-a').membership.onChange(() => calls++);
+    for (let i = 0; i < 4; i++) await step(['node-a', 'node-b']);
+    expect(calls).toBe(0);
   });
 
   it('membership - a node that keeps renewing stays in the view of the others for longer than deadAfterMs', async () => {
@@ -141,6 +283,21 @@ describe('membership', () => {
     expect(node('node-b').membership.isAlive('node-a')).toBe(false);
   });
 
+  it('membership - a frozen node (no heartbeats) stops being live itself after fenceAfterMs, before the others judge it dead', async () => {
+    const { node, step } = await setup(['node-a', 'node-b']);
+    const a = node('node-a').membership;
+    const b = node('node-b').membership;
+    await step(['node-b'], fenceAfterMs - 1);
+    expect(a.isLive).toBe(true);
+    await step(['node-b'], 1);
+    // No echo came back: node-a is fenced while node-b still counts it alive.
+    expect(a.isLive).toBe(false);
+    expect(a.view()).toEqual(['node-b']);
+    expect(b.isAlive('node-a')).toBe(true);
+    await step(['node-b'], deadAfterMs - fenceAfterMs);
+    expect(b.isAlive('node-a')).toBe(false);
+  });
+
   it('membership - a dead node that renews again comes back into the view', async () => {
     const { node, step } = await setup(['node-a', 'node-b']);
     for (let elapsed = 0; elapsed < deadAfterMs; elapsed += renewMs) await step(['node-b']);
@@ -149,7 +306,7 @@ describe('membership', () => {
     expect(node('node-b').membership.view()).toEqual(['node-a', 'node-b']);
   });
 
-  it('membership - a node whose renewals fail reports isLive false after fenceAfterMs', async () => {
+  it('membership - a cut-off node reports isLive false after fenceAfterMs', async () => {
     const { node, step } = await setup(['node-a', 'node-b']);
     const a = node('node-a');
     a.link.down = true;
@@ -159,7 +316,7 @@ describe('membership', () => {
     expect(a.membership.isLive).toBe(false);
   });
 
-  it('membership - a node whose renewals fail drops itself from its own view', async () => {
+  it('membership - a cut-off node drops itself from its own view', async () => {
     const { node, step } = await setup(['node-a', 'node-b']);
     const a = node('node-a');
     a.link.down = true;
@@ -169,10 +326,22 @@ describe('membership', () => {
     expect(a.membership.records().map((r) => r.nodeId)).toEqual(['node-b']);
   });
 
-  it('membership - a failed renewal surfaces its error to the caller', async () => {
-    const { node } = await setup(['node-a']);
-    node('node-a').link.down = true;
-    await expect(node('node-a').membership.renew()).rejects.toThrow(/connection to the KV store lost/);
+  it('membership - a cut-off node renews without error (a core publish is not acknowledged) but nobody hears it', async () => {
+    const { node, step } = await setup(['node-a', 'node-b']);
+    const a = node('node-a');
+    a.link.down = true;
+    const heard = listenToHeartbeats();
+    await expect(a.membership.renew()).resolves.toBeUndefined();
+    await flush();
+    expect(heard).toEqual([]);
+    // Its only sign of trouble is its own missing echo: it is fenced before node-b judges it dead.
+    for (let elapsed = renewMs; elapsed < deadAfterMs; elapsed += renewMs) {
+      await step(['node-a', 'node-b']);
+      if (!node('node-b').membership.isAlive('node-a')) expect(a.membership.isLive).toBe(false);
+    }
+    await step(['node-a', 'node-b']);
+    expect(node('node-b').membership.isAlive('node-a')).toBe(false);
+    expect(a.membership.isLive).toBe(false);
   });
 
   it('membership - a node whose link comes back is live again after its next renewal', async () => {
@@ -187,6 +356,29 @@ describe('membership', () => {
     expect(a.membership.view()).toEqual(['node-a', 'node-b']);
   });
 
+  it('membership - a node that still publishes but cannot hear its own heartbeat fences itself while the others see it alive', async () => {
+    const { node, step } = await setup(['node-a', 'node-b', 'node-c']);
+    const a = node('node-a');
+    a.link.deaf = true;
+    const heard = listenToHeartbeats();
+    for (let elapsed = 0; elapsed < fenceAfterMs; elapsed += renewMs) await step(['node-a', 'node-b', 'node-c']);
+    // Its heartbeats do go out ...
+    expect(heard.filter((h) => h.op === 'alive' && h.record.nodeId === 'node-a').length).toBeGreaterThan(0);
+    // ... so the others count it alive, but it never hears them come back: it is fenced.
+    expect(a.membership.isLive).toBe(false);
+    expect(a.membership.isAlive('node-a', 'node-a-inc-1')).toBe(false);
+    expect(a.membership.view()).not.toContain('node-a');
+    for (const id of ['node-b', 'node-c']) {
+      expect(node(id).membership.isAlive('node-a', 'node-a-inc-1'), id).toBe(true);
+      expect(node(id).membership.view(), id).toEqual(['node-a', 'node-b', 'node-c']);
+    }
+    // Once it hears itself again it is live at once.
+    a.link.deaf = false;
+    await step(['node-a', 'node-b', 'node-c']);
+    expect(a.membership.isLive).toBe(true);
+    expect(a.membership.view()).toEqual(['node-a', 'node-b', 'node-c']);
+  });
+
   it('membership - leave() removes the node from the views of the others at once', async () => {
     const { clock, node } = await setup(['node-a', 'node-b', 'node-c']);
     const before = clock.t;
@@ -198,6 +390,15 @@ describe('membership', () => {
     expect(node('node-b').membership.isAlive('node-a')).toBe(false);
   });
 
+  it('membership - leave() tells the others through onChange', async () => {
+    const { node } = await setup(['node-a', 'node-b']);
+    let calls = 0;
+    node('node-b').membership.onChange(() => calls++);
+    await node('node-a').membership.leave();
+    await flush();
+    expect(calls).toBe(1);
+  });
+
   it('membership - a node that left is no longer live itself', async () => {
     const { node } = await setup(['node-a', 'node-b']);
     await node('node-a').membership.leave();
@@ -205,11 +406,36 @@ describe('membership', () => {
     expect(node('node-a').membership.view()).not.toContain('node-a');
   });
 
-  it('membership - leave() deletes the node record from the bucket', async () => {
-    const { bucket, node } = await setup(['node-a', 'node-b']);
+  it('membership - a node that left is no longer live itself, even with a heartbeat of its own still in flight', async () => {
+    const { node } = await setup(['node-a', 'node-b']);
+    const a = node('node-a').membership;
+    // A renewal timer fired just before the node stops: its echo is delivered during leave().
+    const renewal = a.renew();
+    await a.leave();
+    await renewal;
+    await flush();
+    expect(a.isLive).toBe(false);
+    expect(a.view()).not.toContain('node-a');
+  });
+
+  it('membership - leave() publishes a leave message for this incarnation on the heartbeat subject', async () => {
+    const { node } = await setup(['node-a', 'node-b']);
+    const heard = listenToHeartbeats();
     await node('node-a').membership.leave();
-    expect(await bucket.get('node-a')).toBeNull();
-    expect(await bucket.keys()).toEqual(['node-b']);
+    await flush();
+    expect(heard).toEqual([{ op: 'leave', nodeId: 'node-a', incarnation: 'node-a-inc-1' }]);
+  });
+
+  it('membership - a leave of an earlier incarnation does not remove the restarted node', async () => {
+    const { clock, node, startNode } = await setup(['node-a', 'node-b']);
+    node('node-a').membership.stop();
+    clock.t += renewMs;
+    await startNode('node-a', 'node-a-inc-2');
+    await flush();
+    transport.publish(subjects.heartbeats, encode({ op: 'leave', nodeId: 'node-a', incarnation: 'node-a-inc-1' }));
+    await flush();
+    expect(node('node-b').membership.isAlive('node-a', 'node-a-inc-2')).toBe(true);
+    expect(node('node-b').membership.view()).toEqual(['node-a', 'node-b']);
   });
 
   it('membership - isAlive is true for a live node with its current incarnation', async () => {
@@ -225,8 +451,9 @@ describe('membership', () => {
   });
 
   it('membership - after a restart the earlier incarnation is no longer alive', async () => {
-    const { node, startNode } = await setup(['node-a', 'node-b']);
+    const { clock, node, startNode } = await setup(['node-a', 'node-b']);
     node('node-a').membership.stop();
+    clock.t += renewMs;
     await startNode('node-a', 'node-a-inc-2');
     await flush();
     const b = node('node-b').membership;
@@ -235,15 +462,33 @@ describe('membership', () => {
     expect(b.view()).toEqual(['node-a', 'node-b']);
   });
 
-  it('membership - isAlive is false for a node never seen', async () => {
-    const { node } = await setup(['node-a']);
+  it('membership - isAlive is false for a node never seen once this node has listened for deadAfterMs', async () => {
+    const { node, step } = await setup(['node-a']);
+    for (let elapsed = 0; elapsed < deadAfterMs; elapsed += renewMs) await step(['node-a']);
     expect(node('node-a').membership.isAlive('node-z')).toBe(false);
+    expect(node('node-a').membership.view()).toEqual(['node-a']);
   });
 
-  it('membership - a second process with the same node id makes renew throw a clear error', async () => {
+  it('membership - a second process started later with the same node id makes its own renew throw a clear error', async () => {
+    const { clock, node, startNode, step } = await setup(['node-a', 'node-b']);
+    const first = node('node-a').membership;
+    clock.t += renewMs;
+    const second = (await startNode('node-a', 'node-a-inc-other')).membership;
+    // The first process renews as usual; the second hears it and refuses to go on.
+    await step(['node-b'], 0);
+    await expect(first.renew()).resolves.toBeUndefined();
+    await flush();
+    await expect(second.renew()).rejects.toThrow(/node id node-a is in use by another process \(incarnation node-a-inc-1\)/);
+    await expect(second.renew()).rejects.toThrow(/give every node its own --node-id/);
+    // The first, older process is not disturbed by the newer one's heartbeats.
+    await expect(first.renew()).resolves.toBeUndefined();
+  });
+
+  it('membership - a process already running refuses to renew once another process with its node id starts at the same instant', async () => {
     const { node, startNode } = await setup(['node-a', 'node-b']);
     const first = node('node-a').membership;
+    // Equal startedAt counts as older: the start heartbeat of the second one is enough.
     await startNode('node-a', 'node-a-inc-other');
-    await expect(first.renew()).rejects.toThrow(/node id node-a is in use by another process/);
+    await expect(first.renew()).rejects.toThrow(/node id node-a is in use by another process \(incarnation node-a-inc-other\)/);
   });
 });
