@@ -1,14 +1,16 @@
 import { defineConfig } from 'vitest/config';
 
 // Separate projects so the fast unit suite can run on its own (`npm run test:unit`).
-// End-to-end and integration tests start real nodes, sockets and NATS containers;
-// they run one file at a time so the 2-core CI machine is not oversubscribed.
+// End-to-end, integration and cluster tests start real nodes, sockets and NATS
+// containers: one project after another (groupOrder) and one file at a time, so the
+// 2-core CI machine is never running two clusters at once.
 export default defineConfig({
   test: {
     projects: [
       {
         test: {
           name: 'unit',
+          sequence: { groupOrder: 0 },
           include: ['test/unit/**/*.test.ts'],
           environment: 'node',
         },
@@ -16,6 +18,7 @@ export default defineConfig({
       {
         test: {
           name: 'e2e',
+          sequence: { groupOrder: 1 },
           include: ['test/e2e/**/*.test.ts'],
           environment: 'node',
           testTimeout: 30_000,
@@ -27,6 +30,7 @@ export default defineConfig({
         // The same behaviour suite, unchanged, against 3 nodes on a 3-server NATS cluster.
         test: {
           name: 'e2e-cluster',
+          sequence: { groupOrder: 2 },
           include: ['test/e2e/**/*.test.ts'],
           environment: 'node',
           env: { PRESENCE_E2E_MODE: 'cluster' },
@@ -38,10 +42,23 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
+          sequence: { groupOrder: 3 },
           include: ['test/integration/**/*.test.ts'],
           environment: 'node',
           testTimeout: 120_000,
           hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        // Presence nodes and NATS servers killed, frozen and restarted under load.
+        test: {
+          name: 'cluster',
+          sequence: { groupOrder: 4 },
+          include: ['test/cluster/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 180_000,
+          hookTimeout: 240_000,
           fileParallelism: false,
         },
       },

@@ -36,12 +36,15 @@ export class PresenceClient {
   private loginInProgress = false;
 
   constructor(options: PresenceClientOptions) {
-    if (typeof options.url !== 'string' || options.url === '') throw new TypeError('options.url is required');
+    const urls = typeof options.url === 'string' ? [options.url] : options.url;
+    if (!Array.isArray(urls) || urls.length === 0 || urls.some((url) => typeof url !== 'string' || url === '')) {
+      throw new TypeError('options.url is required: a URL or a non-empty array of URLs');
+    }
     if (!Number.isInteger(options.sdkAppID)) throw new TypeError('options.sdkAppID must be an integer');
     this.sdkAppID = options.sdkAppID;
     this.connection = new Connection(
       {
-        url: options.url,
+        urls: [...urls],
         WebSocket: options.WebSocket,
         requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
         backoff: { ...DEFAULT_BACKOFF, ...options.reconnect },

@@ -20,7 +20,8 @@ const AUTH_ERRORS: ReadonlySet<number> = new Set([
 ]);
 
 export interface ConnectionOptions {
-  url: string;
+  /** Nodes to connect to: the first at first, the next after each lost or failed connection. */
+  urls: readonly string[];
   WebSocket: WebSocketConstructor | undefined;
   requestTimeoutMs: number;
   backoff: BackoffPolicy;
@@ -47,6 +48,7 @@ export class Connection {
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   /** Grows at every teardown, so async work begun before it knows to stop. */
   private epoch = 0;
+  private urlIndex = 0;
 
   constructor(private readonly options: ConnectionOptions, private readonly hooks: ConnectionHooks) {
     this.pending = new PendingRequests(options.requestTimeoutMs);
@@ -74,7 +76,10 @@ export class Connection {
       this.session = { ...args, deviceId: result.deviceId };
       this.onLoggedIn(result);
     } catch (err) {
-      if (epoch === this.epoch) this.dropSocket();
+      if (epoch === this.epoch) {
+        this.urlIndex += 1; // so a retried login tries the next node
+        this.dropSocket();
+      }
       throw err;
     }
   }
@@ -111,7 +116,7 @@ export class Connection {
     });
     this.socket = socket;
     this.setState('connecting');
-    await socket.open(this.options.url, this.options.WebSocket, this.options.requestTimeoutMs);
+    await socket.open(this.options.urls[this.urlIndex % this.options.urls.length]!, this.options.WebSocket, this.options.requestTimeoutMs);
     const { frame, result } = this.pending.create('login', args);
     this.transmit(frame, true);
     const answer = (await result) as Partial<LoginResult> | undefined;
@@ -146,7 +151,10 @@ export class Connection {
   private handleConnectionLost(code: number): void {
     this.socket = undefined;
     this.stopHeartbeats();
-    this.pending.failSent(new PresenceError(ErrorCode.REQUEST_TIMEOUT, `connection lost (close code ${code})`));
+    const lost = new PresenceError(ErrorCode.REQUEST_TIMEOUT, `connection lost (close code ${code})`);
+    if (code === CloseCode.GOING_AWAY) this.pending.unsendSent(lost);
+    else this.pending.failSent(lost);
+    this.urlIndex += 1;
     if (code === CloseCode.KICKED_BY_SAME_DEVICE || code === CloseCode.KICKED_BY_ADMIN) {
       // The kicked frame normally comes first and ends the login; this covers a close without it.
       const kickCode = code === CloseCode.KICKED_BY_SAME_DEVICE ? ErrorCode.KICKED_BY_SAME_DEVICE : ErrorCode.USERSIG_REVOKED;
@@ -177,6 +185,7 @@ export class Connection {
         this.teardown(err);
         if (err.code === ErrorCode.USERSIG_REVOKED) this.hooks.onKicked(err);
       } else {
+        this.urlIndex += 1;
         this.dropSocket();
         this.reconnects.schedule(() => void this.reconnect());
       }

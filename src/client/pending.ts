@@ -69,6 +69,19 @@ export class PendingRequests {
     for (const [id, call] of this.calls) if (call.sent) this.fail(id, error);
   }
 
+  /**
+   * The server closed with 1001 after answering every call it ran: the calls sent but
+   * unanswered were never run, so they go out again on the next connection. A login
+   * fails instead: the reconnect logs in by itself.
+   */
+  unsendSent(loginError: PresenceError): void {
+    for (const [id, call] of this.calls) {
+      if (!call.sent) continue;
+      if (call.frame.op === 'login') this.fail(id, loginError);
+      else call.sent = false;
+    }
+  }
+
   /** Fails every call, sent or queued. */
   failAll(error: PresenceError): void {
     for (const id of [...this.calls.keys()]) this.fail(id, error);

@@ -55,8 +55,12 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
 /** Options of `new PresenceClient(options)`. */
 export interface PresenceClientOptions {
-  /** The presence node's device endpoint, e.g. `ws://host:8080/ws` (`wss://` behind TLS). */
-  url: string;
+  /**
+   * The device endpoint, e.g. `ws://host:8080/ws` (`wss://` behind TLS): a load balancer's, or
+   * a list of nodes' to try in turn: the client moves to the next one whenever a connection is
+   * lost or cannot be opened, so it reconnects elsewhere when its node dies.
+   */
+  url: string | readonly string[];
   /** The app (tenant) to log in to. */
   sdkAppID: number;
   /**

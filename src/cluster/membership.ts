@@ -103,6 +103,15 @@ export class Membership {
     return this.clock.now() - this.lastEchoAt < this.timing.fenceAfterMs;
   }
 
+  /**
+   * True once the others may judge this node dead and take its shards: its last echoed
+   * heartbeat is older than halfway between fencing and `deadAfterMs`, a margin for the
+   * delivery of that heartbeat to the others. Until then no other node serves its shards.
+   */
+  get othersMayJudgeDead(): boolean {
+    return this.clock.now() - this.lastEchoAt >= (this.timing.fenceAfterMs + this.timing.deadAfterMs) / 2;
+  }
+
   /** Node ids of the live view, this node included while its own lease holds, sorted. */
   view(): string[] {
     return this.records()

@@ -83,7 +83,8 @@ export class PresenceNode implements AdminBackend {
   private readonly incarnation = randomUUID();
   private membership: Membership | undefined;
   private leases: ShardLeases | undefined;
-  private readonly timers: NodeJS.Timeout[] = [];
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private stepTimer: NodeJS.Timeout | undefined;
 
   constructor(options: PresenceNodeOptions = {}) {
     this.options = options;
@@ -116,7 +117,13 @@ export class PresenceNode implements AdminBackend {
     const cluster = this.options.cluster;
     const active = cluster ? await t.kv(BUCKETS.active) : undefined;
     const shardHost = new ShardHost({
-      ...(active ? { active, isServing: (shard: number) => this.leases?.isServing(shard) ?? false } : {}),
+      ...(active
+        ? {
+            active,
+            isServing: (shard: number) => this.leases?.isServing(shard) ?? false,
+            othersMayServe: () => this.membership?.othersMayJudgeDead ?? true,
+          }
+        : {}),
       nodeId: this.nodeId,
       transport: t,
       users: this.users,
@@ -175,19 +182,21 @@ export class PresenceNode implements AdminBackend {
       maxMovesPerTick: cluster.maxMovesPerTick ?? 128,
       log: this.log,
     });
-    await this.membership.start();
-    await this.leases.start();
     const membership = this.membership;
     const leases = this.leases;
-    // Heartbeats run on their own timer: a slow ownership step must never delay the lease.
+    // Heartbeats run on their own timer from the moment the node is heard, so neither
+    // reading the claims below nor a slow ownership step can let the lease lapse.
     const renew = () =>
       membership
         .renew({ shards: leases.heldShards.length, actors: shardHost.residentCount })
         .catch((error) => this.log.error({ err: error }, 'membership heartbeat not sent'));
+    await membership.start();
+    this.heartbeatTimer = setInterval(renew, timing.renewMs);
+    await leases.start();
     const step = () => leases.tick().catch((error) => this.log.error({ err: error }, 'ownership step failed'));
-    // Phoenix-style stutter: nodes started together do not beat in lockstep.
+    // Phoenix-style stutter: nodes started together do not step in lockstep.
     await new Promise((resolve) => setTimeout(resolve, Math.random() * timing.renewMs * 0.25));
-    this.timers.push(setInterval(renew, timing.renewMs), setInterval(step, timing.renewMs));
+    this.stepTimer = setInterval(step, timing.renewMs);
     void step();
   }
 
@@ -200,8 +209,10 @@ export class PresenceNode implements AdminBackend {
     this.ready = false;
     await this.gateway?.close();
     for (const subscription of this.subscriptions) subscription.unsubscribe();
-    for (const timer of this.timers) clearInterval(timer);
+    clearInterval(this.stepTimer);
+    // Still heartbeating while handing over: a lease lapsing mid-drain would fence the node.
     await this.leases?.releaseAll();
+    clearInterval(this.heartbeatTimer);
     this.leases?.stop();
     await this.membership?.leave();
     await this.shardHost?.stop();

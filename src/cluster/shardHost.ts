@@ -47,6 +47,8 @@ export interface ShardHostDeps {
   active?: KvBucket;
   /** Whether this node may serve `shard` right now (its lease holds); always on one node. */
   isServing?: (shard: number) => boolean;
+  /** Whether other nodes may have taken over this node's shards (its lease lapsed in their eyes). */
+  othersMayServe?: () => boolean;
   /** Actors restored per batch when a shard is taken over; batches yield to other work. */
   restoreBatch?: number;
 }
@@ -71,7 +73,7 @@ export class ShardHost {
   private readonly residents = new Map<string, Resident>();
   private readonly activating = new Map<string, Promise<Resident>>();
   private readonly served = new Map<number, Subscription>();
-  private activeListing: { at: number; keys: Promise<string[]> } | undefined;
+  private activeListing: { step: number; keys: Promise<string[]> } | undefined;
 
   constructor(private readonly deps: ShardHostDeps) {}
 
@@ -81,10 +83,10 @@ export class ShardHost {
   }
 
   /** ShardServer: serves a shard just claimed and restores its actors with something pending. */
-  async acquire(shard: number): Promise<void> {
+  async acquire(shard: number, step: number): Promise<void> {
     this.serveShard(shard);
     if (!this.deps.active) return;
-    const keys = (await this.activeKeys()).filter((key) => key.startsWith(`${shard}.`));
+    const keys = (await this.activeKeys(step)).filter((key) => key.startsWith(`${shard}.`));
     const batch = this.deps.restoreBatch ?? 200;
     for (let i = 0; i < keys.length; i += batch) {
       await Promise.all(keys.slice(i, i + batch).map((key) => this.restore(key)));
@@ -97,11 +99,8 @@ export class ShardHost {
    * The `active` index, listed once for all the shards claimed in one ownership
    * step: a node taking over hundreds of shards reads the index once, not per shard.
    */
-  private activeKeys(): Promise<string[]> {
-    const now = this.deps.clock.now();
-    if (!this.activeListing || now - this.activeListing.at > 1_000) {
-      this.activeListing = { at: now, keys: this.deps.active!.keys() };
-    }
+  private activeKeys(step: number): Promise<string[]> {
+    if (this.activeListing?.step !== step) this.activeListing = { step, keys: this.deps.active!.keys() };
     return this.activeListing.keys;
   }
 
@@ -143,9 +142,18 @@ export class ShardHost {
     return resident ? Object.values(resident.actor.context.devices) : undefined;
   }
 
-  async handle(command: ShardCommand): Promise<ShardReply> {
+  /**
+   * Runs a command on the user's actor, if this node serves the shard. Every node
+   * subscribed to a shard's subject receives each command, and a subscription may outlive
+   * the lease (a frozen node's does until it thaws), so a node that does not serve the
+   * shard answers `moved` (the router retries) only while no other node can serve it yet;
+   * after that it stays silent (`null`), so the owner's answer is the only one and no
+   * command runs twice.
+   */
+  async handle(command: ShardCommand): Promise<ShardReply | null> {
     const shard = shardOf(command.app, command.user);
     if (!this.served.has(shard) || !(this.deps.isServing?.(shard) ?? true)) {
+      if (this.deps.othersMayServe?.() ?? false) return null;
       return { ok: false, moved: true, error: { code: ErrorCode.REQUEST_TIMEOUT, desc: `shard ${shard} is not served by ${this.deps.nodeId}` } };
     }
     const app = this.deps.apps.get(command.app);
@@ -300,8 +308,13 @@ export class ShardHost {
   private serveShard(shard: number): void {
     if (this.served.has(shard)) return;
     const subject = subjects.shardCommand(shard);
-    const handler = async (data: Uint8Array) => encode(await this.handle(decode<ShardCommand>(data)));
-    this.served.set(shard, this.deps.transport.serve(subject, handler, { queue: 'owners' }));
+    const handler = async (data: Uint8Array) => {
+      const reply = await this.handle(decode<ShardCommand>(data));
+      return reply && encode(reply);
+    };
+    // No queue group: a subscription left behind by a node that lost the shard must not
+    // take commands away from the owner; it receives them too and stays silent.
+    this.served.set(shard, this.deps.transport.serve(subject, handler));
   }
 
   private stopServing(shard: number): void {

@@ -7,8 +7,13 @@ import type { KvBucket, Subscription } from './transport/types.js';
 
 /** What the shard leases drive: the part of the node that runs a shard's actors. */
 export interface ShardServer {
-  /** Starts serving `shard` and restores its actors that have deadlines pending. */
-  acquire(shard: number): Promise<void>;
+  /**
+   * Starts serving `shard` and restores its actors that have deadlines pending. `step`
+   * numbers the ownership step that claimed it: every write of the shard's previous owner
+   * came before that step began (it released before deleting its claim, or it is dead), so
+   * the shards of one step may share one read of the `active` index made during the step.
+   */
+  acquire(shard: number, step: number): Promise<void>;
   /** Hands `shard` over: persists and stops its actors, then stops serving it. */
   release(shard: number): Promise<void>;
   /** Stops serving `shard` at once, discarding its actors unpersisted (this node is fenced). */
@@ -47,6 +52,8 @@ export class ShardLeases {
   private readonly held = new Map<number, number>();
   private watch: Subscription | undefined;
   private ticking = false;
+  /** Numbers the ownership steps, for {@link ShardServer.acquire}. */
+  private steps = 0;
 
   constructor(
     private readonly bucket: KvBucket,
@@ -87,12 +94,14 @@ export class ShardLeases {
     this.ticking = true;
     try {
       if (!this.membership.isLive) return this.fence();
+      const step = ++this.steps;
       const view = this.membership.view();
       if (view.length < this.options.minView) return;
       const self = this.membership.nodeId;
       const releases: number[] = [];
       const stale: ShardClaim[] = [];
       const acquisitions: Array<{ shard: number; revision: number }> = [];
+      const takenFrom = new Set<string>();
       for (let shard = 0; shard < this.options.shardCount; shard++) {
         const mine = desiredOwner(shard, view) === self;
         if (this.held.has(shard)) {
@@ -108,12 +117,14 @@ export class ShardLeases {
         if (!claim) acquisitions.push({ shard, revision: 0 });
         else if (claim.nodeId === self || !this.membership.isAlive(claim.nodeId, claim.incarnation)) {
           acquisitions.push({ shard, revision: claim.revision });
+          if (claim.nodeId !== self) takenFrom.add(claim.nodeId);
         }
       }
       const budget = this.options.maxMovesPerTick;
+      if (takenFrom.size) this.options.log.info({ from: [...takenFrom], shards: Math.min(budget, acquisitions.length) }, 'taking over the shards of dead nodes');
       await Promise.all(releases.slice(0, budget).map((shard) => this.handOver(shard)));
       await Promise.all(stale.slice(0, budget).map((claim) => this.freeClaim(claim)));
-      await Promise.all(acquisitions.slice(0, budget).map((a) => this.acquire(a.shard, a.revision)));
+      await Promise.all(acquisitions.slice(0, budget).map((a) => this.acquire(a.shard, a.revision, step)));
     } finally {
       this.ticking = false;
     }
@@ -128,7 +139,7 @@ export class ShardLeases {
     this.watch?.unsubscribe();
   }
 
-  private async acquire(shard: number, revision: number): Promise<void> {
+  private async acquire(shard: number, revision: number, step: number): Promise<void> {
     const value = encode({ nodeId: this.membership.nodeId, incarnation: this.incarnation });
     try {
       const taken = revision === 0 ? await this.bucket.create(claimKey(shard), value) : await this.bucket.update(claimKey(shard), value, revision);
@@ -140,7 +151,7 @@ export class ShardLeases {
       return;
     }
     try {
-      await this.server.acquire(shard);
+      await this.server.acquire(shard, step);
     } catch (error) {
       this.options.log.error({ err: error, shard }, 'shard restore failed; handing it back');
       await this.handOver(shard);

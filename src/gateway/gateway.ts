@@ -68,10 +68,15 @@ export class Gateway {
     this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws));
   }
 
-  /** Closes every socket with 1001 so devices reconnect elsewhere; their actors keep them until they do. */
+  /**
+   * Closes every socket with 1001 so devices reconnect elsewhere; their actors keep them
+   * until they do. Calls already running are answered first and later frames are not run,
+   * so a client may send again whatever was unanswered at a 1001 (docs/protocol.md).
+   */
   async close(): Promise<void> {
     this.draining = true;
     this.delivery?.unsubscribe();
+    await Promise.all([...this.connections.values()].map((connection) => connection.queue));
     for (const connection of this.connections.values()) connection.closeWith(CloseCode.GOING_AWAY, 'node shutting down');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
@@ -86,6 +91,7 @@ export class Gateway {
   }
 
   private onMessage(connection: Connection, data: RawData, isBinary: boolean): void {
+    if (this.draining) return;
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
     if (!isBinary) return this.refuseFrame(connection, invalidParameters('text frames are not accepted; send msgpack in binary frames'));
     if (bytes.length > MAX_FRAME_BYTES) {

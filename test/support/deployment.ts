@@ -47,24 +47,37 @@ export async function startEmbeddedDeployment(): Promise<Deployment> {
 
 export interface ClusterDeployment extends Deployment {
   readonly nats: NatsCluster;
-  /** Starts one more node (or a replacement) on the same NATS cluster. */
-  addNode(nodeId?: string): Promise<NodeProcess>;
+  /**
+   * Starts one more node on the same NATS cluster; with `port`, a replacement that
+   * takes over the device URL of a node that is gone (a restart on the same host).
+   */
+  addNode(nodeId?: string, options?: { port?: number }): Promise<NodeProcess>;
+  /** The device URLs of every running node, starting at node `i`: a client's list to fail over along. */
+  urls(i?: number): string[];
   /** Resolves once every shard is owned and `expectedNodes` nodes are in the view. */
   waitForBalance(expectedNodes?: number, timeoutMs?: number): Promise<ClusterView>;
 }
 
 export interface ClusterView {
+  shardCount: number;
   unownedShards: number;
-  nodes: Array<{ nodeId: string; shards: number; actors?: number }>;
+  nodes: Array<{ nodeId: string; shards: number; ownedShards: string; actors?: number }>;
 }
+
+/** Every shard owned by a live node, and `expectedNodes` live nodes each owning some. */
+export const isBalanced = (view: ClusterView, expectedNodes: number): boolean =>
+  view.nodes.length === expectedNodes &&
+  view.nodes.every((n) => n.shards > 0) &&
+  view.nodes.reduce((sum, n) => sum + n.shards, 0) === view.shardCount;
 
 /** 3 presence node processes on a 3-server JetStream cluster in containers. */
 export async function startClusterDeployment(options: { nodes?: number } = {}): Promise<ClusterDeployment> {
   const adminKey = randomBytes(16).toString('hex');
   const nats = await startNatsCluster();
   const nodes: NodeProcess[] = [];
-  const addNode = async (nodeId = `n${nodes.length + 1}-${randomUUID().slice(0, 4)}`) => {
-    const node = await startNodeProcess({ adminKey, nodeId, nats: nats.urls, env: { PRESENCE_NATS_REPLICAS: '3' } });
+  let started = 0;
+  const addNode = async (nodeId = `n${++started}-${randomUUID().slice(0, 4)}`, options: { port?: number } = {}) => {
+    const node = await startNodeProcess({ adminKey, nodeId, nats: nats.urls, env: { PRESENCE_NATS_REPLICAS: '3' }, ...options });
     nodes.push(node);
     return node;
   };
@@ -88,6 +101,10 @@ export async function startClusterDeployment(options: { nodes?: number } = {}): 
       const running = live();
       return running[i % running.length]!.url;
     },
+    urls: (i = 0) => {
+      const running = live().map((node) => node.url);
+      return running.map((_, k) => running[(i + k) % running.length]!);
+    },
     async waitForBalance(expectedNodes = live().length, timeoutMs = 30_000) {
       const giveUpAt = Date.now() + timeoutMs;
       let last: unknown;
@@ -96,7 +113,7 @@ export async function startClusterDeployment(options: { nodes?: number } = {}): 
         try {
           const view = (await new AdminClient(node.httpUrl, adminKey).cluster()) as unknown as ClusterView;
           last = view;
-          if (view.unownedShards === 0 && view.nodes.length === expectedNodes && view.nodes.every((n) => n.shards > 0)) return view;
+          if (isBalanced(view, expectedNodes)) return view;
         } catch (error) {
           last = error;
         }

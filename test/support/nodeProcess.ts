@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -43,6 +45,14 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  // To read what the nodes of a failing test logged: PRESENCE_TEST_LOG_DIR=/tmp/nodes PRESENCE_TEST_LOG_LEVEL=info
+  const logDir = process.env.PRESENCE_TEST_LOG_DIR;
+  if (logDir) {
+    mkdirSync(logDir, { recursive: true });
+    const file = createWriteStream(join(logDir, `${options.nodeId}.log`), { flags: 'a' });
+    child.stdout!.pipe(file);
+    child.stderr!.pipe(file);
+  }
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`node ${options.nodeId} did not start in 60 s:\n${output}`)), 60_000);
     const onData = () => {

@@ -313,6 +313,52 @@ describe('client - against a test server', () => {
     expect(server.requests('setSelfStatus').map((r) => r.conn)).toEqual([1]);
   });
 
+  it('client - with a list of URLs it reconnects to the next node when its node goes away', async () => {
+    const changes = new Changes();
+    const first = await TestServer.start(changes);
+    server = await TestServer.start(changes);
+    client = new PresenceClient({
+      url: [first.url, server.url],
+      sdkAppID: SDK_APP_ID,
+      WebSocket: TrackedWebSocket,
+      reconnect: { initialDelayMs: 5, maxDelayMs: 20 },
+    });
+    const events = record(client, changes);
+    await client.login('alice', 'sig-a');
+    expect(first.requests('login')).toHaveLength(1);
+    await first.stop();
+    await changes.until(() => server!.requests('login').length === 1 && events.states.at(-1) === 'connected');
+    expect(server.requests('login')[0]?.frame.args).toMatchObject({ userID: 'alice', deviceId: 'auto-0' });
+    await client.setSelfStatus({ customStatus: 'moved' });
+    expect(server.requests('setSelfStatus')).toHaveLength(1);
+  });
+
+  it('client - a call unanswered when the node closes with 1001 is sent again after the re-login, and succeeds', async () => {
+    const { changes, server, client, events } = await setup({ reconnect: { initialDelayMs: 5, maxDelayMs: 20 } });
+    await client.login('alice', 'sig-a');
+    server.answer = (req, conn) => (req.op === 'setSelfStatus' && conn === 0 ? 'no answer' : defaultAnswer(req, conn));
+    const call = client.setSelfStatus({ customStatus: 'across a drain' });
+    await changes.until(() => server.requests('setSelfStatus').length === 1);
+    server.sockets[0]?.close(1001, 'node shutting down');
+    await call;
+    expect(server.requests('setSelfStatus').map((r) => r.conn)).toEqual([0, 1]);
+    expect(events.states).toEqual(['connecting', 'connected', 'disconnected', 'connecting', 'connected']);
+  });
+
+  it('client - a call unanswered when the connection drops otherwise fails with 6012', async () => {
+    const { changes, server, client } = await setup({ reconnect: { initialDelayMs: 5, maxDelayMs: 20 } });
+    await client.login('alice', 'sig-a');
+    server.answer = (req, conn) => (req.op === 'setSelfStatus' ? 'no answer' : defaultAnswer(req, conn));
+    const call = client.setSelfStatus({ customStatus: 'lost' });
+    await changes.until(() => server.requests('setSelfStatus').length === 1);
+    server.sockets[0]?.terminate();
+    await expect(call).rejects.toMatchObject({ code: ErrorCode.REQUEST_TIMEOUT });
+  });
+
+  it('client - a URL list must not be empty', () => {
+    expect(() => new PresenceClient({ url: [], sdkAppID: SDK_APP_ID })).toThrow(TypeError);
+  });
+
   it('client - a kicked frame fires onKickedOffline and does not reconnect', async () => {
     const { changes, server, client, events } = await setup({ reconnect: { initialDelayMs: 0, maxDelayMs: 0 } });
     await client.login('alice', 'sig-a', { deviceId: 'phone' });

@@ -306,6 +306,18 @@ describe('membership', () => {
     expect(node('node-b').membership.view()).toEqual(['node-a', 'node-b']);
   });
 
+  it('membership - a fenced node knows when the others may start to judge it dead, with a margin before deadAfterMs', async () => {
+    const { node, step } = await setup(['node-a', 'node-b']);
+    const a = node('node-a').membership;
+    const b = node('node-b').membership;
+    await step(['node-b'], fenceAfterMs);
+    expect(a.isLive).toBe(false);
+    expect(a.othersMayJudgeDead).toBe(false);
+    await step(['node-b'], (deadAfterMs - fenceAfterMs) / 2);
+    expect(a.othersMayJudgeDead).toBe(true);
+    expect(b.isAlive('node-a')).toBe(true);
+  });
+
   it('membership - a cut-off node reports isLive false after fenceAfterMs', async () => {
     const { node, step } = await setup(['node-a', 'node-b']);
     const a = node('node-a');

@@ -72,7 +72,9 @@ export class EmbeddedTransport implements Transport {
     });
     try {
       await Promise.resolve();
-      return await Promise.race([Promise.resolve(responder.handler(data, subject)), timeout]);
+      const reply = await Promise.race([Promise.resolve(responder.handler(data, subject)), timeout]);
+      if (reply === null) throw new NoRespondersError(subject);
+      return reply;
     } finally {
       clearTimeout(timer);
     }

@@ -136,6 +136,7 @@ export class NatsTransport implements Transport {
           .then(() => handler(msg.data, msg.subject))
           .then(
             (reply) => {
+              if (reply === null) return;
               try {
                 msg.respond(reply);
               } catch (error) {

@@ -131,22 +131,58 @@ export class NatsKvBucket implements KvBucket {
     return keys;
   }
 
+  /**
+   * Watches every key for changes. nats.js re-creates its ordered consumer on gaps by
+   * itself; should the iterator still end (the consumer lost for good, say the whole
+   * NATS cluster restarted), the watch is set up again from the next revision, so no
+   * change is missed and the caller never sees it end.
+   */
   async watch(handler: (event: KvWatchEvent) => void): Promise<Subscription> {
-    const iter = await this.call('>', () => this.kv.watch({ include: KvWatchInclude.UpdatesOnly }));
-    void (async () => {
-      for await (const e of iter) {
-        const event: KvWatchEvent =
-          e.operation === 'PUT'
-            ? { op: 'put', entry: { key: e.key, value: e.value, revision: e.revision } }
-            : { op: 'delete', key: e.key, revision: e.revision };
+    let stopped = false;
+    let lastRevision = 0;
+    let iter = await this.call('>', () => this.kv.watch({ include: KvWatchInclude.UpdatesOnly }));
+    const consume = async (): Promise<void> => {
+      for (let attempt = 0; !stopped; ) {
         try {
-          handler(event);
+          for await (const e of iter) {
+            attempt = 0;
+            lastRevision = e.revision;
+            const event: KvWatchEvent =
+              e.operation === 'PUT'
+                ? { op: 'put', entry: { key: e.key, value: e.value, revision: e.revision } }
+                : { op: 'delete', key: e.key, revision: e.revision };
+            try {
+              handler(event);
+            } catch (err) {
+              this.log?.warn({ bucket: this.name, key: e.key, err }, 'kv watch handler threw');
+            }
+          }
         } catch (err) {
-          this.log?.warn({ bucket: this.name, key: e.key, err }, 'kv watch handler threw');
+          this.log?.warn({ bucket: this.name, err }, 'kv watch ended with an error');
+        }
+        while (!stopped) {
+          await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 100 * 2 ** attempt++)));
+          if (stopped) return;
+          try {
+            const from = lastRevision + 1;
+            iter = await this.kv.watch(
+              lastRevision > 0 ? { include: KvWatchInclude.AllHistory, resumeFromRevision: from } : { include: KvWatchInclude.UpdatesOnly },
+            );
+            this.log?.info({ bucket: this.name, from }, 'kv watch set up again');
+            break;
+          } catch (err) {
+            this.log?.warn({ bucket: this.name, err }, 'kv watch could not be set up again; retrying');
+          }
         }
       }
-    })().catch((err: unknown) => this.log?.warn({ bucket: this.name, err }, 'kv watch ended with an error'));
-    return { unsubscribe: () => iter.stop() };
+    };
+    void consume();
+    return {
+      unsubscribe: () => {
+        stopped = true;
+        iter.stop();
+      },
+    };
   }
 
   /**

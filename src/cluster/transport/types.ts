@@ -11,8 +11,11 @@ export interface Subscription {
 
 export type MessageHandler = (data: Uint8Array, subject: string) => void;
 
-/** Answers one request; a thrown error becomes a transport-level failure for the requester. */
-export type RequestHandler = (data: Uint8Array, subject: string) => Uint8Array | Promise<Uint8Array>;
+/**
+ * Answers one request; a thrown error becomes a transport-level failure for the requester.
+ * `null` sends no reply: another responder of the subject answers, or nobody does.
+ */
+export type RequestHandler = (data: Uint8Array, subject: string) => Uint8Array | null | Promise<Uint8Array | null>;
 
 export interface Transport {
   /** A short name for logs and `/admin/cluster`: `embedded` or `nats`. */
