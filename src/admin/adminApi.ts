@@ -4,6 +4,8 @@ import type { UserStatus } from '../actors/types.js';
 import type { AppConfig } from '../cluster/stores/apps.js';
 import { ErrorCode, PresenceError, invalidParameters } from '../errors.js';
 import { validateUserID, validateUserIDList } from '../gateway/validate.js';
+import type { TransitionRecord } from '../inspection/transitionRecord.js';
+import type { UserInspection } from '../inspection/userInspection.js';
 import type { Logger } from '../log.js';
 import { parseAppBody, parseFriendsBody, parseSdkAppID, publicApp } from './appInput.js';
 
@@ -15,7 +17,13 @@ export interface AdminBackend {
   statuses(sdkAppID: number, userIDs: string[]): Promise<UserStatus[]>;
   kick(sdkAppID: number, userID: string): Promise<void>;
   clusterView(): Promise<unknown>;
+  inspect(sdkAppID: number, userID: string, watchMs?: number): Promise<UserInspection>;
+  watchTransitions(sdkAppID: number, userID: string, handler: (record: TransitionRecord) => void): { unsubscribe(): void };
 }
+
+/** How often a live view renews its watch on the owner (which lapses after `WATCH_MS`). */
+const WATCH_RENEW_MS = 20_000;
+const WATCH_MS = 60_000;
 
 /** Admin status queries are not gated by edition but are bounded like device queries. */
 export const ADMIN_MAX_QUERY_USERS = 500;
@@ -46,6 +54,8 @@ export class AdminApi {
   async handle(request: IncomingMessage, response: ServerResponse, path: string): Promise<void> {
     try {
       this.authorize(request);
+      const live = /^\/admin\/apps\/([^/]+)\/users\/([^/]+)\/events$/.exec(path);
+      if (live && request.method === 'GET') return await this.streamTransitions(live[1]!, live[2]!, request, response);
       const result = await this.route(request.method ?? 'GET', path, request);
       sendJson(response, 200, result);
     } catch (error) {
@@ -67,8 +77,42 @@ export class AdminApi {
     }
   }
 
+  /**
+   * Server-sent events for the dashboard's user view: an `inspection` event at once and
+   * at every watch renewal, a `transition` event for each transition of the actor.
+   */
+  private async streamTransitions(appText: string, userText: string, request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const sdkAppID = parseSdkAppID(appText);
+    const userID = validateUserID(decodePathSegment(userText));
+    this.requireApp(sdkAppID);
+    const send = (event: string, data: unknown) => response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    const subscription = this.backend.watchTransitions(sdkAppID, userID, (record) => send('transition', record));
+    const renew = async () => send('inspection', await this.backend.inspect(sdkAppID, userID, WATCH_MS));
+    try {
+      const first = await this.backend.inspect(sdkAppID, userID, WATCH_MS);
+      response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+      send('inspection', first);
+    } catch (error) {
+      subscription.unsubscribe();
+      throw error;
+    }
+    const timer = setInterval(() => {
+      renew().catch((error: unknown) => send('error', error instanceof PresenceError ? error.toJSON() : { code: ErrorCode.INTERNAL_ERROR, desc: 'internal error' }));
+    }, WATCH_RENEW_MS);
+    request.once('close', () => {
+      clearInterval(timer);
+      subscription.unsubscribe();
+    });
+  }
+
   private async route(method: string, path: string, request: IncomingMessage): Promise<unknown> {
     if (path === '/admin/cluster' && method === 'GET') return this.backend.clusterView();
+    const user = /^\/admin\/apps\/([^/]+)\/users\/([^/]+)$/.exec(path);
+    if (user && method === 'GET') {
+      const sdkAppID = parseSdkAppID(user[1]!);
+      this.requireApp(sdkAppID);
+      return this.backend.inspect(sdkAppID, validateUserID(decodePathSegment(user[2]!)));
+    }
     const match = /^\/admin\/apps\/([^/]+)(?:\/(friends|status|kick))?$/.exec(path);
     if (!match) throw Object.assign(invalidParameters(`no admin route ${method} ${path}`), { httpStatus: 404 });
     const sdkAppID = parseSdkAppID(match[1]!);
@@ -106,6 +150,14 @@ export class AdminApi {
     const app = this.backend.getApp(sdkAppID);
     if (!app) throw notFound(`sdkAppID ${sdkAppID} is not configured; create it with PUT /admin/apps/${sdkAppID}`);
     return app;
+  }
+}
+
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw invalidParameters(`the path segment ${segment} is not valid percent-encoding`);
   }
 }
 

@@ -1,16 +1,19 @@
 import { createServer, type Server } from 'node:http';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../log.js';
+import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 import { sendJson, type AdminApi } from './adminApi.js';
+import { serveUi } from './uiAssets.js';
 
 export interface HttpRoutes {
   gateway: Gateway;
   admin: AdminApi;
   isReady: () => boolean;
   log: Logger;
+  metrics: NodeMetrics;
 }
 
-/** One port serves `/ws`, `/admin/...`, `/healthz` and `/readyz` (SPEC.md §5). */
+/** One port serves `/ws`, `/admin/...`, `/ui`, `/metrics`, `/healthz` and `/readyz` (SPEC.md §5). */
 export function createHttpServer(routes: HttpRoutes): Server {
   const server = createServer((request, response) => {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;
@@ -26,7 +29,25 @@ export function createHttpServer(routes: HttpRoutes): Server {
       });
       return;
     }
-    sendJson(response, 404, { code: 404, desc: `nothing at ${path}; try /ws, /admin, /healthz or /readyz` });
+    if (path === '/metrics') {
+      // Unauthenticated, as Prometheus scrapes it: figures only, no user ids.
+      routes.metrics.exposition().then(
+        ({ contentType, body }) => response.writeHead(200, { 'content-type': contentType }).end(body),
+        (error: unknown) => {
+          routes.log.error({ err: error }, 'metrics not collected');
+          sendJson(response, 500, { code: 70500, desc: 'internal error' });
+        },
+      );
+      return;
+    }
+    if (path === '/ui' || path.startsWith('/ui/')) {
+      serveUi(path, response).catch((error) => {
+        routes.log.error({ err: error, path }, 'dashboard file not served');
+        if (!response.headersSent) sendJson(response, 500, { code: 70500, desc: 'internal error' });
+      });
+      return;
+    }
+    sendJson(response, 404, { code: 404, desc: `nothing at ${path}; try /ws, /admin, /ui, /metrics, /healthz or /readyz` });
   });
   server.on('upgrade', (request, socket, head) => {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;

@@ -1,4 +1,5 @@
 import type { Platform, UserStatus } from '../actors/types.js';
+import type { UserInspection } from '../inspection/userInspection.js';
 import type { WireError } from '../protocol.js';
 
 /** Addressed to the node that owns the user's shard, over `subjects.shardCommand`. */
@@ -17,10 +18,12 @@ export type ShardCommand =
   | (FromDevice & { op: 'logout' | 'disconnect' | 'heartbeat' })
   | (FromDevice & { op: 'setCustomStatus'; customStatus: string })
   | (FromDevice & { op: 'query' | 'subscribe' | 'unsubscribe'; userIDs: string[] })
-  | (ForUser & { op: 'kick' });
+  | (ForUser & { op: 'kick' })
+  /** For the dashboard; `watchMs` asks the owner to publish the user's transitions for that long. */
+  | (ForUser & { op: 'inspect'; watchMs?: number });
 
 export type ShardReply =
-  | { ok: true; status?: UserStatus; statuses?: UserStatus[]; evicted?: string[] }
+  | { ok: true; status?: UserStatus; statuses?: UserStatus[]; evicted?: string[]; inspection?: UserInspection }
   /** `moved`: the node does not serve the shard (any more); the router retries elsewhere. */
   | { ok: false; error: WireError; moved?: boolean };
 
@@ -36,4 +39,6 @@ export interface GatewayDelivery {
 export interface StatusEvent {
   app: number;
   status: UserStatus;
+  /** The publisher's clock at publish, for the fan-out latency metric. */
+  at: number;
 }

@@ -26,6 +26,8 @@ export class FanOut {
     private readonly transport: Transport,
     private readonly delivery: DeliveryBatcher,
     private readonly devicesOf: (watcherKey: string) => Iterable<Device> | undefined,
+    /** Seconds from the owner's publish to this dispatch (wall clocks of two nodes: skew shows). */
+    private readonly observeLatency: (seconds: number) => void = () => undefined,
   ) {}
 
   /** Sets what `watcherKey` follows; an empty list drops all of its interest. */
@@ -54,9 +56,10 @@ export class FanOut {
   private acquire(targetKey: string, sdkAppID: number, target: string, watcherKey: string): void {
     let interest = this.interests.get(targetKey);
     if (!interest) {
-      const subscription = this.transport.subscribe(subjects.userStatus(sdkAppID, target), (data) =>
-        this.dispatch(targetKey, decode<StatusEvent>(data).status),
-      );
+      const subscription = this.transport.subscribe(subjects.userStatus(sdkAppID, target), (data) => {
+        const event = decode<StatusEvent>(data);
+        if (this.dispatch(targetKey, event.status)) this.observeLatency(Math.max(0, Date.now() - event.at) / 1000);
+      });
       this.interests.set(targetKey, (interest = { subscription, watchers: new Set(), version: 0 }));
     }
     interest.watchers.add(watcherKey);
@@ -72,12 +75,14 @@ export class FanOut {
     }
   }
 
-  private dispatch(targetKey: string, status: UserStatus): void {
+  /** Sends a newer status to the watchers' devices; false for a stale or repeated one. */
+  private dispatch(targetKey: string, status: UserStatus): boolean {
     const interest = this.interests.get(targetKey);
-    if (!interest || status.version <= interest.version) return;
+    if (!interest || status.version <= interest.version) return false;
     interest.version = status.version;
     for (const watcher of interest.watchers) {
       for (const device of this.devicesOf(watcher) ?? []) this.delivery.push(device.gatewayId, device.connId, status);
     }
+    return true;
   }
 }

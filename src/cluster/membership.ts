@@ -11,6 +11,10 @@ export interface MemberRecord {
   startedAt: number;
   shards: number;
   actors: number;
+  /** Users with a device connected, among this node's actors. */
+  onlineUsers?: number;
+  /** Actor transitions per second, over the last few seconds. */
+  eventsPerSecond?: number;
 }
 
 export interface MembershipTiming {
@@ -58,6 +62,8 @@ export class Membership {
    * node that has listened for `deadAfterMs` may judge another dead for not being heard.
    */
   private hearingSince = Number.POSITIVE_INFINITY;
+  /** Own heartbeats heard back since start: lease renewals, for the metrics. */
+  echoes = 0;
   private stopped = false;
   private subscription: Subscription | undefined;
   private readonly listeners = new Set<() => void>();
@@ -83,7 +89,7 @@ export class Membership {
   }
 
   /** Announces this node (with fresh load figures). */
-  async renew(update: Partial<Pick<MemberRecord, 'shards' | 'actors'>> = {}): Promise<void> {
+  async renew(update: Partial<Pick<MemberRecord, 'shards' | 'actors' | 'onlineUsers' | 'eventsPerSecond'>> = {}): Promise<void> {
     if (this.conflict) {
       throw new Error(
         `node id ${this.self.nodeId} is in use by another process (incarnation ${this.conflict.incarnation}); give every node its own --node-id`,
@@ -180,6 +186,7 @@ export class Membership {
       if (record.incarnation === this.self.incarnation) {
         const wasFenced = !this.isLive;
         this.lastEchoAt = now;
+        this.echoes += 1;
         if (wasFenced) {
           this.hearingSince = now;
           // What it sent while fenced renewed nothing: announce at once that it can serve.

@@ -7,6 +7,9 @@ import { createHttpServer } from '../admin/httpServer.js';
 import { PresenceError } from '../errors.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger, type Logger } from '../log.js';
+import { NodeMetrics } from '../metrics/nodeMetrics.js';
+import type { TransitionRecord } from '../inspection/transitionRecord.js';
+import type { UserInspection } from '../inspection/userInspection.js';
 import { decode, encode } from './codec.js';
 import { DeliveryBatcher } from './delivery.js';
 import { FanOut } from './fanout.js';
@@ -135,7 +138,20 @@ export class PresenceNode implements AdminBackend {
       log: this.log,
     });
     this.shardHost = shardHost;
-    this.fanout = new FanOut(t, delivery, (key) => shardHost.devicesOf(key));
+    const metrics = new NodeMetrics(
+      {
+        connections: () => this.gateway?.connectionCount ?? 0,
+        residentActors: () => shardHost.residentCount,
+        onlineUsers: () => shardHost.onlineCount,
+        shardsOwned: () => shardHost.ownedShards.length,
+        natsReconnects: () => t.reconnects ?? 0,
+        leaseRenewals: () => this.membership?.echoes ?? 0,
+        shardsFenced: () => this.leases?.losses.fenced ?? 0,
+        shardsPreempted: () => this.leases?.losses.preempted ?? 0,
+      },
+      { node: this.nodeId },
+    );
+    this.fanout = new FanOut(t, delivery, (key) => shardHost.devicesOf(key), (seconds) => metrics.fanoutLatency.observe(seconds));
     this.apps.onChange((app) => shardHost.appChanged(app));
     this.subscriptions.push(
       t.subscribe(subjects.broadcast('friends'), (data) => {
@@ -153,11 +169,13 @@ export class PresenceNode implements AdminBackend {
       apps: this.apps,
       revocations: this.revocations,
       log: this.log,
+      metrics,
     });
     this.gateway.start();
     this.server = createHttpServer({
       gateway: this.gateway,
       admin: new AdminApi(this, this.adminKey, this.log),
+      metrics,
       isReady: () => this.ready,
       log: this.log,
     });
@@ -188,7 +206,12 @@ export class PresenceNode implements AdminBackend {
     // reading the claims below nor a slow ownership step can let the lease lapse.
     const renew = () =>
       membership
-        .renew({ shards: leases.heldShards.length, actors: shardHost.residentCount })
+        .renew({
+          shards: leases.heldShards.length,
+          actors: shardHost.residentCount,
+          onlineUsers: shardHost.onlineCount,
+          eventsPerSecond: shardHost.events.perSecond(),
+        })
         .catch((error) => this.log.error({ err: error }, 'membership heartbeat not sent'));
     await membership.start();
     this.heartbeatTimer = setInterval(renew, timing.renewMs);
@@ -242,6 +265,18 @@ export class PresenceNode implements AdminBackend {
   }
 
   /** Revokes first, so a device that reconnects at once is refused with 70052. */
+  /** A user's actor as the dashboard shows it; `watchMs` > 0 makes its owner publish its transitions. */
+  async inspect(sdkAppID: number, userID: string, watchMs = 0): Promise<UserInspection> {
+    const reply = await this.router!.send({ op: 'inspect', app: sdkAppID, user: userID, watchMs });
+    if (!reply.ok) throw new PresenceError(reply.error.code, reply.error.desc);
+    return reply.inspection!;
+  }
+
+  /** Calls `handler` with each transition of a user while its owner publishes them (see `inspect`). */
+  watchTransitions(sdkAppID: number, userID: string, handler: (record: TransitionRecord) => void): Subscription {
+    return this.transport.subscribe(subjects.inspection(sdkAppID, userID), (data) => handler(decode<TransitionRecord>(data)));
+  }
+
   async kick(sdkAppID: number, userID: string): Promise<void> {
     await this.revocations!.revoke(sdkAppID, userID, Date.now());
     const reply = await this.router!.send({ op: 'kick', app: sdkAppID, user: userID });
@@ -257,6 +292,7 @@ export class PresenceNode implements AdminBackend {
       ownedShards: compactRanges(host.ownedShards),
       actors: host.residentCount,
       onlineUsers: host.onlineCount,
+      eventsPerSecond: host.events.perSecond(),
       connections: this.gateway!.connectionCount,
       watchedUsers: this.fanout!.interestCount,
     };
@@ -266,7 +302,15 @@ export class PresenceNode implements AdminBackend {
     const nodes = this.membership.records().map((record) =>
       record.nodeId === this.nodeId
         ? self
-        : { nodeId: record.nodeId, startedAt: record.startedAt, shards: shardsOf(record.nodeId).length, ownedShards: compactRanges(shardsOf(record.nodeId)), actors: record.actors },
+        : {
+            nodeId: record.nodeId,
+            startedAt: record.startedAt,
+            shards: shardsOf(record.nodeId).length,
+            ownedShards: compactRanges(shardsOf(record.nodeId)),
+            actors: record.actors,
+            onlineUsers: record.onlineUsers ?? 0,
+            eventsPerSecond: record.eventsPerSecond ?? 0,
+          },
     );
     return {
       transport: this.transport.kind,

@@ -2,6 +2,9 @@ import type { Snapshot } from 'xstate';
 import { UserActor, type Clock, type StepResult, type Transition } from '../actors/index.js';
 import type { Device, PresenceEvent, UserStatus } from '../actors/types.js';
 import { ErrorCode } from '../errors.js';
+import { transitionRecorder } from '../inspection/transitionRecord.js';
+import { inspectUser } from '../inspection/userInspection.js';
+import { RateMeter } from '../inspection/rateMeter.js';
 import type { Logger } from '../log.js';
 import { decode, encode } from './codec.js';
 import type { ShardCommand, ShardReply, StatusEvent } from './commands.js';
@@ -28,6 +31,8 @@ interface Resident {
   friends: string[];
   /** Commands and timer transitions of one user run one at a time, in order. */
   queue: Promise<unknown>;
+  /** Clock time until which its transitions are published for a dashboard watching it. */
+  inspectedUntil: number;
 }
 
 export interface ShardHostDeps {
@@ -63,6 +68,8 @@ export class PersistenceError extends Error {
 
 const REQUEST = 'request';
 const EMPTY = new Uint8Array(0);
+/** A dashboard renews its watch well within this; a closed one stops costing anything soon after. */
+const MAX_INSPECT_WATCH_MS = 60_000;
 
 /**
  * Runs the user actors of the shards this node owns: activates an actor from the
@@ -75,7 +82,12 @@ export class ShardHost {
   private readonly served = new Map<number, Subscription>();
   private activeListing: { step: number; keys: Promise<string[]> } | undefined;
 
-  constructor(private readonly deps: ShardHostDeps) {}
+  /** Transitions made by the actors here, for the dashboard's events per second. */
+  readonly events: RateMeter;
+
+  constructor(private readonly deps: ShardHostDeps) {
+    this.events = new RateMeter(() => deps.clock.now());
+  }
 
   /** Starts answering `subjects.shardCommand(shard)` for each shard. */
   serve(shards: Iterable<number>): void {
@@ -159,6 +171,7 @@ export class ShardHost {
     const app = this.deps.apps.get(command.app);
     if (!app) return refused(ErrorCode.UNKNOWN_SDKAPPID, `sdkAppID ${command.app} is not configured on this cluster`);
     try {
+      if (command.op === 'inspect') return await this.withResident(app, command.user, (resident) => this.inspect(resident, app, command.watchMs ?? 0));
       return await this.withResident(app, command.user, (resident) => this.apply(resident, app, command));
     } catch (error) {
       this.deps.log.error({ err: error, user: command.user, app: command.app, op: command.op }, 'command failed');
@@ -198,7 +211,17 @@ export class ShardHost {
     for (const resident of [...this.residents.values()]) this.unload(resident);
   }
 
-  private async apply(resident: Resident, app: AppConfig, command: ShardCommand): Promise<ShardReply> {
+  /** Reads the actor for the dashboard, and keeps it resident and publishing while watched. */
+  private async inspect(resident: Resident, app: AppConfig, watchMs: number): Promise<ShardReply> {
+    const now = this.deps.clock.now();
+    if (watchMs > 0) resident.inspectedUntil = now + Math.min(watchMs, MAX_INSPECT_WATCH_MS);
+    const { actor } = resident;
+    const inspection = inspectUser(actor.context, actor.state, app.limits, now, true);
+    if (isIdle({ state: actor.state } as Transition) && resident.inspectedUntil < now) await this.passivate(resident);
+    return { ok: true, inspection };
+  }
+
+  private async apply(resident: Resident, app: AppConfig, command: Exclude<ShardCommand, { op: 'inspect' }>): Promise<ShardReply> {
     const result = resident.actor.step(toEvent(command, app));
     await this.commit(resident, app, result, command.op === 'heartbeat');
     const reply = result.reply;
@@ -224,13 +247,14 @@ export class ShardHost {
   private async commit(resident: Resident, app: AppConfig, transition: Transition, lazy = false): Promise<void> {
     const changed = transition.after.version !== transition.before.version;
     const now = this.deps.clock.now();
+    this.events.mark();
     const persistDue = now - resident.persistedAt >= app.limits.heartbeatTimeoutMs / 2;
     if (!lazy || changed || persistDue) await this.persist(resident, app, transition.after, changed);
     for (const kick of transition.kicks) this.deps.delivery.kick(kick.gatewayId, kick.connId, kick.code);
     if (changed) this.announce(resident, transition);
     this.updateInterest(resident, app);
-    if (isIdle(transition)) await this.passivate(resident);
-    else if (!resident.indexed) await this.index(resident, true);
+    if (isIdle(transition) && resident.inspectedUntil < now) await this.passivate(resident);
+    else if (!isIdle(transition) && !resident.indexed) await this.index(resident, true);
   }
 
   private async persist(resident: Resident, app: AppConfig, status: UserStatus, statusChanged: boolean): Promise<void> {
@@ -252,7 +276,7 @@ export class ShardHost {
   }
 
   private announce(resident: Resident, transition: Transition): void {
-    const event: StatusEvent = { app: resident.sdkAppID, status: transition.after };
+    const event: StatusEvent = { app: resident.sdkAppID, status: transition.after, at: Date.now() };
     this.deps.transport.publish(subjects.userStatus(resident.sdkAppID, resident.userID), encode(event));
     for (const device of Object.values(transition.context.devices)) {
       this.deps.delivery.push(device.gatewayId, device.connId, transition.after);
@@ -392,14 +416,21 @@ export class ShardHost {
       persistedAt: this.deps.clock.now(),
       friends,
       queue: Promise.resolve(),
+      inspectedUntil: 0,
       actor: undefined as unknown as UserActor,
     };
+    const record = transitionRecorder(() => this.deps.clock.now());
     resident.actor = new UserActor({
       sdkAppID: app.sdkAppID,
       userID,
       clock: this.deps.clock,
       ...(stored ? { snapshot: stored.snapshot as Snapshot<unknown> } : {}),
       onTimerTransition: (transition) => this.onTimer(resident, transition),
+      inspect: (event) => {
+        if (resident.inspectedUntil < this.deps.clock.now()) return;
+        const transition = record(event);
+        if (transition) this.deps.transport.publish(subjects.inspection(app.sdkAppID, userID), encode(transition));
+      },
     });
     this.residents.set(key, resident);
     return resident;
@@ -430,7 +461,7 @@ function isIdle(transition: Transition | StepResult): boolean {
   return Object.values(state).every((sub) => sub === 'idle');
 }
 
-function toEvent(command: ShardCommand, app: AppConfig): PresenceEvent {
+function toEvent(command: Exclude<ShardCommand, { op: 'inspect' }>, app: AppConfig): PresenceEvent {
   const policy = policyOf(app);
   const base = { requestId: REQUEST, policy };
   switch (command.op) {

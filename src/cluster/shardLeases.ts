@@ -54,6 +54,8 @@ export class ShardLeases {
   private ticking = false;
   /** Numbers the ownership steps, for {@link ShardServer.acquire}. */
   private steps = 0;
+  /** Shards dropped without a hand-over since start, for the metrics. */
+  readonly losses = { fenced: 0, preempted: 0 };
 
   constructor(
     private readonly bucket: KvBucket,
@@ -179,6 +181,7 @@ export class ShardLeases {
     if (this.held.size === 0) return;
     this.options.log.warn({ shards: this.held.size }, 'membership lease not renewed in time: fencing, dropping every shard');
     for (const shard of this.held.keys()) this.server.drop(shard);
+    this.losses.fenced += this.held.size;
     this.held.clear();
   }
 
@@ -191,6 +194,7 @@ export class ShardLeases {
       this.options.log.warn({ shard, holder: claim.nodeId }, 'shard claimed by another node: dropping it');
       this.server.drop(shard);
       this.held.delete(shard);
+      this.losses.preempted += 1;
     }
   }
 

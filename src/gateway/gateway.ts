@@ -14,6 +14,7 @@ import { subjects } from '../cluster/subjects.js';
 import type { Subscription, Transport } from '../cluster/transport/types.js';
 import { ErrorCode, PresenceError, invalidParameters } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 import { CloseCode, MAX_FRAME_BYTES, type ClientFrame, type LoginResult } from '../protocol.js';
 import { Connection } from './connection.js';
 import { FrameError, listArg, parseFrame, validateCustomStatus, validateLogin, validateUserIDList } from './validate.js';
@@ -26,6 +27,7 @@ const HARD_FRAME_LIMIT = 1024 * 1024;
  * timeout still has margin.
  */
 const HEARTBEAT_FORWARD_MAX_INTERVAL_MS = 1_000;
+const KNOWN_OPS = new Set(['login', 'logout', 'setSelfStatus', 'getUserStatus', 'subscribeUserStatus', 'unsubscribeUserStatus']);
 /** Before login, a socket must log in within this time or be closed. */
 const LOGIN_GRACE_MS = 30_000;
 
@@ -36,6 +38,7 @@ export interface GatewayDeps {
   apps: AppRegistry;
   revocations: RevocationStore;
   log: Logger;
+  metrics?: NodeMetrics;
 }
 
 /**
@@ -117,14 +120,32 @@ export class Gateway {
   }
 
   private async answer(connection: Connection, frame: Extract<ClientFrame, { t: 'req' }>): Promise<void> {
+    let code = 0;
     try {
       const result = await this.call(connection, frame.op, frame.args);
       connection.send({ t: 'res', id: frame.id, ok: true, result });
     } catch (error) {
-      if (error instanceof PresenceError) return connection.fail(frame.id, error.toJSON());
-      this.deps.log.error({ err: error, op: frame.op, conn: connection.connId }, 'request failed');
-      connection.fail(frame.id, { code: ErrorCode.INTERNAL_ERROR, desc: 'internal error' });
+      if (error instanceof PresenceError) {
+        code = error.code;
+        connection.fail(frame.id, error.toJSON());
+      } else {
+        code = ErrorCode.INTERNAL_ERROR;
+        this.deps.log.error({ err: error, op: frame.op, conn: connection.connId }, 'request failed');
+        connection.fail(frame.id, { code, desc: 'internal error' });
+      }
+    } finally {
+      this.count(frame.op, code);
     }
+  }
+
+  private count(op: string, code: number): void {
+    const metrics = this.deps.metrics;
+    if (!metrics) return;
+    // Only known operations become label values: a client cannot grow the series without bound.
+    const label = KNOWN_OPS.has(op) ? op : 'unknown';
+    metrics.requests.inc({ op: label, code: String(code) });
+    if (op === 'login') metrics.logins.inc({ result: code === 0 ? 'ok' : String(code) });
+    if (code === ErrorCode.RATE_LIMITED) metrics.rateLimited.inc({ op: label });
   }
 
   private async call(connection: Connection, op: string, args: unknown): Promise<unknown> {
@@ -284,7 +305,12 @@ export class Gateway {
   }
 
   private deliver(message: GatewayDelivery): void {
-    for (const [connId, statuses] of message.pushes ?? []) this.connections.get(connId)?.queuePush(statuses);
+    for (const [connId, statuses] of message.pushes ?? []) {
+      const connection = this.connections.get(connId);
+      if (!connection) continue;
+      connection.queuePush(statuses);
+      this.deps.metrics?.notifications.inc(statuses.length);
+    }
     for (const [connId, code] of message.kicks ?? []) {
       const connection = this.connections.get(connId);
       if (!connection) continue;

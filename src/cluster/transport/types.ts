@@ -20,6 +20,8 @@ export type RequestHandler = (data: Uint8Array, subject: string) => Uint8Array |
 export interface Transport {
   /** A short name for logs and `/admin/cluster`: `embedded` or `nats`. */
   readonly kind: string;
+  /** Reconnections to the broker since start (NATS); absent in process. */
+  readonly reconnects?: number;
   publish(subject: string, data: Uint8Array): void;
   /** `*` matches one token and `>` the rest, as in NATS. */
   subscribe(subject: string, handler: MessageHandler): Subscription;

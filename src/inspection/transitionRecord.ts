@@ -1,0 +1,44 @@
+import type { InspectionEvent } from 'xstate';
+import { publicStatus } from '../actors/publicStatus.js';
+import type { PresenceContext } from '../actors/types.js';
+import { activeStates } from './userInspection.js';
+
+/** One line of a user's live transition log. */
+export interface TransitionRecord {
+  at: number;
+  /** The event the machine processed: `LOGIN`, `HEARTBEAT`, `xstate.after.heartbeatTimeout…` for a timer. */
+  event: string;
+  from: unknown;
+  to: unknown;
+  activeStates: string[];
+  statusType: number;
+  customStatus: string;
+  version: number;
+}
+
+/**
+ * Turns xstate's inspection events into transition records: one per event the
+ * actor processed (`@xstate.snapshot`; the presence machine spawns no children),
+ * with the state before and after. Other inspection events yield `undefined`.
+ */
+export function transitionRecorder(now: () => number): (event: InspectionEvent) => TransitionRecord | undefined {
+  let current: unknown;
+  return (event) => {
+    if (event.type !== '@xstate.snapshot') return undefined;
+    const snapshot = event.snapshot as { value?: unknown; context?: PresenceContext };
+    const from = current;
+    current = snapshot.value;
+    if (!snapshot.context) return undefined;
+    const status = publicStatus(snapshot.context);
+    return {
+      at: now(),
+      event: event.event.type,
+      from,
+      to: snapshot.value,
+      activeStates: activeStates(snapshot.value),
+      statusType: status.statusType,
+      customStatus: status.customStatus,
+      version: status.version,
+    };
+  };
+}
