@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { runChart } from './chart.js';
 import { runStart } from './start.js';
 import { runUserSig } from './usersig.js';
 
@@ -10,6 +11,8 @@ commands:
            run a node (embedded in-process transport without --nats)
   usersig  --app ID --secret S --user U [--expire SECONDS]
            print a UserSig for a user
+  chart    [--format mermaid|dot|svg|json] [--out FILE] [--write-doc FILE.md]
+           the user presence state machine, drawn from its definition
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -34,6 +37,13 @@ async function main(argv: string[]): Promise<number> {
         options: { app: { type: 'string' }, secret: { type: 'string' }, user: { type: 'string' }, expire: { type: 'string' } },
       });
       return runUserSig(values);
+    }
+    case 'chart': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { format: { type: 'string' }, out: { type: 'string' }, 'write-doc': { type: 'string' } },
+      });
+      return runChart({ ...values, writeDoc: values['write-doc'] });
     }
     case undefined:
     case 'help':
