@@ -51,6 +51,18 @@ export default defineConfig({
         },
       },
       {
+        // The dashboard in headless Chromium (Debian's chromium, driven by playwright-core).
+        test: {
+          name: 'browser',
+          sequence: { groupOrder: 5 },
+          include: ['test/browser/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+      {
         // Presence nodes and NATS servers killed, frozen and restarted under load.
         test: {
           name: 'cluster',

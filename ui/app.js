@@ -124,16 +124,15 @@ async function loadChart() {
   if (state.chartLoaded) return;
   const svg = await api('/admin/chart.svg');
   $('#chart').innerHTML = svg;
+  // Each state's SVG group carries `id="state:<dotted path>"` (see src/chart/dot.ts).
+  for (const group of document.querySelectorAll('#chart g[id^="state:"]')) group.dataset.stateId = group.id.slice('state:'.length);
   state.chartLoaded = true;
 }
 
-/** Highlights the chart nodes of the active states (the SVG's nodes carry `id="state:<dotted id>"`). */
+/** Highlights the states the actor is in: a nested state and its parent both light up. */
 function highlight(activeStates) {
   const active = new Set(activeStates);
-  for (const node of document.querySelectorAll('#chart g.node')) {
-    const id = node.id?.startsWith('state:') ? node.id.slice('state:'.length) : undefined;
-    node.classList.toggle('active', id !== undefined && active.has(id));
-  }
+  for (const group of document.querySelectorAll('#chart [data-state-id]')) group.classList.toggle('active', active.has(group.dataset.stateId));
   const badge = $('#live-state');
   badge.dataset.state = activeStates.join(' ');
 }
@@ -269,6 +268,7 @@ function show(view) {
 }
 
 for (const tab of document.querySelectorAll('.tab')) tab.addEventListener('click', () => show(tab.dataset.view));
+window.addEventListener('hashchange', () => show(location.hash === '#user' ? 'user' : 'cluster'));
 
 $('#admin-key').value = state.key;
 $('#key-form').addEventListener('submit', (event) => {

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { UserStatus } from '../actors/types.js';
+import { renderChart } from '../chart/index.js';
 import type { AppConfig } from '../cluster/stores/apps.js';
 import { ErrorCode, PresenceError, invalidParameters } from '../errors.js';
 import { validateUserID, validateUserIDList } from '../gateway/validate.js';
@@ -20,6 +21,9 @@ export interface AdminBackend {
   inspect(sdkAppID: number, userID: string, watchMs?: number): Promise<UserInspection>;
   watchTransitions(sdkAppID: number, userID: string, handler: (record: TransitionRecord) => void): { unsubscribe(): void };
 }
+
+/** The state chart the dashboard highlights, rendered once per process from the machine itself. */
+let chartSvg: Promise<string> | undefined;
 
 /** How often a live view renews its watch on the owner (which lapses after `WATCH_MS`). */
 const WATCH_RENEW_MS = 20_000;
@@ -54,6 +58,14 @@ export class AdminApi {
   async handle(request: IncomingMessage, response: ServerResponse, path: string): Promise<void> {
     try {
       this.authorize(request);
+      if (path === '/admin/chart.svg' && request.method === 'GET') {
+        const svg = await (chartSvg ??= renderChart('svg').catch((error: unknown) => {
+          chartSvg = undefined;
+          throw error;
+        }));
+        response.writeHead(200, { 'content-type': 'image/svg+xml', 'cache-control': 'no-cache' }).end(svg);
+        return;
+      }
       const live = /^\/admin\/apps\/([^/]+)\/users\/([^/]+)\/events$/.exec(path);
       if (live && request.method === 'GET') return await this.streamTransitions(live[1]!, live[2]!, request, response);
       const result = await this.route(request.method ?? 'GET', path, request);
