@@ -48,6 +48,7 @@ export function parseAppBody(sdkAppID: number, body: unknown, previous: AppConfi
     if (typeof value !== 'boolean') throw invalidParameters(`${name} must be true or false`);
     return value;
   };
+  const callbackUrl = parseCallbackUrl(body.callbackUrl === undefined ? previous?.callbackUrl : body.callbackUrl);
   return {
     sdkAppID,
     secretKey,
@@ -55,7 +56,22 @@ export function parseAppBody(sdkAppID: number, body: unknown, previous: AppConfi
     userStatusEnabled: flag('userStatusEnabled'),
     friendStatusAutoNotify: flag('friendStatusAutoNotify'),
     limits: parseLimits(body.limits, previous?.limits),
+    ...(callbackUrl ? { callbackUrl } : {}),
   };
+}
+
+/** An http(s) URL of at most 2048 characters; `null` or `""` removes the webhook. */
+function parseCallbackUrl(value: unknown): string | undefined {
+  if (value === null || value === '' || value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length > 2048) throw invalidParameters('callbackUrl must be an http(s) URL of at most 2048 characters');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw invalidParameters(`callbackUrl ${value} is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw invalidParameters('callbackUrl must use http or https');
+  return url.toString();
 }
 
 function parseLimits(value: unknown, previous: AppLimits | undefined): AppLimits {

@@ -119,6 +119,20 @@ export class PresenceNode implements AdminBackend {
     const delivery = new DeliveryBatcher(t);
     const cluster = this.options.cluster;
     const active = cluster ? await t.kv(BUCKETS.active) : undefined;
+    const metrics = new NodeMetrics(
+      {
+        connections: () => this.gateway?.connectionCount ?? 0,
+        residentActors: () => this.shardHost?.residentCount ?? 0,
+        onlineUsers: () => this.shardHost?.onlineCount ?? 0,
+        shardsOwned: () => this.shardHost?.ownedShards.length ?? 0,
+        natsReconnects: () => t.reconnects ?? 0,
+        leaseRenewals: () => this.membership?.echoes ?? 0,
+        shardsFenced: () => this.leases?.losses.fenced ?? 0,
+        shardsPreempted: () => this.leases?.losses.preempted ?? 0,
+        webhooksPending: () => this.shardHost?.pendingWebhooks ?? 0,
+      },
+      { node: this.nodeId },
+    );
     const shardHost = new ShardHost({
       ...(active
         ? {
@@ -136,21 +150,9 @@ export class PresenceNode implements AdminBackend {
       delivery,
       clock: this.options.clock ?? { now: () => Date.now() },
       log: this.log,
+      metrics,
     });
     this.shardHost = shardHost;
-    const metrics = new NodeMetrics(
-      {
-        connections: () => this.gateway?.connectionCount ?? 0,
-        residentActors: () => shardHost.residentCount,
-        onlineUsers: () => shardHost.onlineCount,
-        shardsOwned: () => shardHost.ownedShards.length,
-        natsReconnects: () => t.reconnects ?? 0,
-        leaseRenewals: () => this.membership?.echoes ?? 0,
-        shardsFenced: () => this.leases?.losses.fenced ?? 0,
-        shardsPreempted: () => this.leases?.losses.preempted ?? 0,
-      },
-      { node: this.nodeId },
-    );
     this.fanout = new FanOut(t, delivery, (key) => shardHost.devicesOf(key), (seconds) => metrics.fanoutLatency.observe(seconds));
     this.apps.onChange((app) => shardHost.appChanged(app));
     this.subscriptions.push(
@@ -293,6 +295,8 @@ export class PresenceNode implements AdminBackend {
       actors: host.residentCount,
       onlineUsers: host.onlineCount,
       eventsPerSecond: host.events.perSecond(),
+      webhooksPending: host.pendingWebhooks,
+      webhooksFailingUsers: host.webhooks.failingUsers,
       connections: this.gateway!.connectionCount,
       watchedUsers: this.fanout!.interestCount,
     };

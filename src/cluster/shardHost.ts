@@ -1,10 +1,14 @@
 import type { Snapshot } from 'xstate';
 import { UserActor, type Clock, type StepResult, type Transition } from '../actors/index.js';
-import type { Device, PresenceEvent, UserStatus } from '../actors/types.js';
+import type { Device, Platform, PresenceEvent, UserStatus } from '../actors/types.js';
 import { ErrorCode } from '../errors.js';
 import { transitionRecorder } from '../inspection/transitionRecord.js';
 import { inspectUser } from '../inspection/userInspection.js';
 import { RateMeter } from '../inspection/rateMeter.js';
+import type { NodeMetrics } from '../metrics/nodeMetrics.js';
+import { WebhookDispatcher, type PendingWebhook } from '../webhooks/dispatcher.js';
+import { appendToOutbox } from '../webhooks/outbox.js';
+import { stateChangeEvent, type WebhookEvent } from '../webhooks/stateChange.js';
 import type { Logger } from '../log.js';
 import { decode, encode } from './codec.js';
 import type { ShardCommand, ShardReply, StatusEvent } from './commands.js';
@@ -33,6 +37,8 @@ interface Resident {
   queue: Promise<unknown>;
   /** Clock time until which its transitions are published for a dashboard watching it. */
   inspectedUntil: number;
+  /** Webhook events not yet taken by the app server, oldest first; durable with the snapshot. */
+  outbox: WebhookEvent[];
 }
 
 export interface ShardHostDeps {
@@ -54,6 +60,7 @@ export interface ShardHostDeps {
   isServing?: (shard: number) => boolean;
   /** Whether other nodes may have taken over this node's shards (its lease lapsed in their eyes). */
   othersMayServe?: () => boolean;
+  metrics?: NodeMetrics;
   /** Actors restored per batch when a shard is taken over; batches yield to other work. */
   restoreBatch?: number;
 }
@@ -85,8 +92,17 @@ export class ShardHost {
   /** Transitions made by the actors here, for the dashboard's events per second. */
   readonly events: RateMeter;
 
+  /** Sends the webhooks in the outboxes of the actors here. */
+  readonly webhooks: WebhookDispatcher;
+
   constructor(private readonly deps: ShardHostDeps) {
     this.events = new RateMeter(() => deps.clock.now());
+    this.webhooks = new WebhookDispatcher({
+      next: (key) => this.nextWebhook(key),
+      delivered: (key, eventId) => this.webhookDelivered(key, eventId),
+      log: deps.log,
+      onResult: (result) => deps.metrics?.webhookDeliveries.inc({ result }),
+    });
   }
 
   /** Starts answering `subjects.shardCommand(shard)` for each shard. */
@@ -206,6 +222,7 @@ export class ShardHost {
 
   /** Persists and stops every actor; the node is going away. */
   async stop(): Promise<void> {
+    this.webhooks.stop();
     for (const shard of [...this.served.keys()]) this.stopServing(shard);
     await Promise.allSettled([...this.residents.values()].map((r) => r.queue));
     for (const resident of [...this.residents.values()]) this.unload(resident);
@@ -217,13 +234,17 @@ export class ShardHost {
     if (watchMs > 0) resident.inspectedUntil = now + Math.min(watchMs, MAX_INSPECT_WATCH_MS);
     const { actor } = resident;
     const inspection = inspectUser(actor.context, actor.state, app.limits, now, true);
-    if (isIdle({ state: actor.state } as Transition) && resident.inspectedUntil < now) await this.passivate(resident);
+    if (app.callbackUrl || resident.outbox.length) {
+      inspection.webhooks = { pending: resident.outbox.length, ...this.webhooks.stateOf(userKey(app.sdkAppID, resident.userID)) };
+    }
+    if (this.canRest(resident, now)) await this.passivate(resident);
     return { ok: true, inspection };
   }
 
   private async apply(resident: Resident, app: AppConfig, command: Exclude<ShardCommand, { op: 'inspect' }>): Promise<ShardReply> {
     const result = resident.actor.step(toEvent(command, app));
-    await this.commit(resident, app, result, command.op === 'heartbeat');
+    const replaced = command.op === 'login' && result.kicks.some((k) => k.code === ErrorCode.KICKED_BY_SAME_DEVICE);
+    await this.commit(resident, app, result, command.op === 'heartbeat', replaced ? [command.platform] : []);
     const reply = result.reply;
     if (reply && !reply.ok) return refused(reply.code, reply.desc, reply.retryAfterMs);
     if (command.op === 'login') {
@@ -244,17 +265,19 @@ export class ShardHost {
    * Makes a transition durable, then tells the world: the snapshot write comes
    * first, so nothing is announced that a node's death could take back.
    */
-  private async commit(resident: Resident, app: AppConfig, transition: Transition, lazy = false): Promise<void> {
+  private async commit(resident: Resident, app: AppConfig, transition: Transition, lazy = false, kickedPlatforms: readonly Platform[] = []): Promise<void> {
     const changed = transition.after.version !== transition.before.version;
     const now = this.deps.clock.now();
     this.events.mark();
+    if (changed && app.callbackUrl) this.enqueueWebhook(resident, app, transition, kickedPlatforms);
     const persistDue = now - resident.persistedAt >= app.limits.heartbeatTimeoutMs / 2;
     if (!lazy || changed || persistDue) await this.persist(resident, app, transition.after, changed);
     for (const kick of transition.kicks) this.deps.delivery.kick(kick.gatewayId, kick.connId, kick.code);
     if (changed) this.announce(resident, transition);
+    if (resident.outbox.length) this.webhooks.kick(userKey(resident.sdkAppID, resident.userID));
     this.updateInterest(resident, app);
-    if (isIdle(transition) && resident.inspectedUntil < now) await this.passivate(resident);
-    else if (!isIdle(transition) && !resident.indexed) await this.index(resident, true);
+    if (this.canRest(resident, now)) await this.passivate(resident);
+    else if (this.needsRestore(resident) && !resident.indexed) await this.index(resident, true);
   }
 
   private async persist(resident: Resident, app: AppConfig, status: UserStatus, statusChanged: boolean): Promise<void> {
@@ -264,6 +287,7 @@ export class ShardHost {
         resident.sdkAppID,
         resident.userID,
         resident.actor.persistedSnapshot(),
+        resident.outbox,
         resident.revision,
       );
       resident.persistedAt = this.deps.clock.now();
@@ -315,6 +339,61 @@ export class ShardHost {
     resident.indexed = pending;
   }
 
+  /** Whether a node taking the shard over must restore this actor: a timer runs, or webhooks wait. */
+  private needsRestore(resident: Resident): boolean {
+    return !isIdle(resident.actor.state) || resident.outbox.length > 0;
+  }
+
+  /** Nothing pending and nobody watching: the actor may leave memory. */
+  private canRest(resident: Resident, now: number): boolean {
+    return !this.needsRestore(resident) && resident.inspectedUntil < now;
+  }
+
+  /**
+   * Adds the webhook of a status change to the user's outbox, which the coming
+   * snapshot write makes durable with the change itself.
+   */
+  private enqueueWebhook(resident: Resident, app: AppConfig, transition: Transition, kickedPlatforms: readonly Platform[]): void {
+    const event = stateChangeEvent(app.sdkAppID, transition.before, transition.after, kickedPlatforms, Date.now());
+    if (!event) return;
+    const { outbox, overflow } = appendToOutbox(resident.outbox, event);
+    resident.outbox = outbox;
+    if (overflow) {
+      this.deps.metrics?.webhookOverflow.inc(overflow);
+      this.deps.log.error({ user: resident.userID, app: app.sdkAppID, dropped: overflow }, 'webhook outbox full: oldest undelivered events dropped');
+    }
+  }
+
+  /** The app server took the oldest event: remove it durably, in the user's queue. */
+  private async webhookDelivered(key: string, eventId: string): Promise<void> {
+    const resident = this.residents.get(key);
+    const app = resident && this.deps.apps.get(resident.sdkAppID);
+    if (!resident || !app) return;
+    const run = resident.queue.then(async () => {
+      if (this.residents.get(key) !== resident || resident.outbox[0]?.id !== eventId) return;
+      resident.outbox = resident.outbox.slice(1);
+      await this.persist(resident, app, resident.actor.status, false);
+      if (this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
+    });
+    resident.queue = run.catch(() => undefined);
+    await run;
+  }
+
+  private nextWebhook(key: string): PendingWebhook | undefined {
+    const resident = this.residents.get(key);
+    const app = resident && this.deps.apps.get(resident.sdkAppID);
+    const event = resident?.outbox[0];
+    if (!event || !app?.callbackUrl) return undefined;
+    return { event, url: app.callbackUrl, secretKey: app.secretKey };
+  }
+
+  /** Undelivered webhook events of the actors here, for the metrics and the cluster view. */
+  get pendingWebhooks(): number {
+    let pending = 0;
+    for (const resident of this.residents.values()) pending += resident.outbox.length;
+    return pending;
+  }
+
   /** Drops a resident from memory; its durable state is whatever it last wrote. */
   private evict(resident: Resident): void {
     const key = userKey(resident.sdkAppID, resident.userID);
@@ -325,6 +404,7 @@ export class ShardHost {
   private unload(resident: Resident): void {
     const key = userKey(resident.sdkAppID, resident.userID);
     if (this.residents.get(key) === resident) this.residents.delete(key);
+    this.webhooks.cancel(key);
     this.deps.fanout().follow(key, resident.sdkAppID, []);
     resident.actor.stop();
   }
@@ -356,7 +436,7 @@ export class ShardHost {
       resident.indexed = true;
       this.updateInterest(resident, config);
       await this.pushFollowed(resident, Object.values(resident.actor.context.devices));
-      if (isIdle({ state: resident.actor.state } as Transition)) await this.passivate(resident);
+      if (this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
     });
   }
 
@@ -417,6 +497,7 @@ export class ShardHost {
       friends,
       queue: Promise.resolve(),
       inspectedUntil: 0,
+      outbox: stored?.outbox ?? [],
       actor: undefined as unknown as UserActor,
     };
     const record = transitionRecorder(() => this.deps.clock.now());
@@ -433,6 +514,8 @@ export class ShardHost {
       },
     });
     this.residents.set(key, resident);
+    // Events left by an earlier owner (or an earlier life of this node) go out again.
+    if (resident.outbox.length) this.webhooks.kick(key);
     return resident;
   }
 
@@ -454,9 +537,9 @@ const refused = (code: number, desc: string, retryAfterMs?: number): ShardReply 
   error: retryAfterMs === undefined ? { code, desc } : { code, desc, retryAfterMs },
 });
 
-/** No device and no timer pending: the actor's state is fully in the buckets. */
-function isIdle(transition: Transition | StepResult): boolean {
-  const state = transition.state as Record<string, string> | string;
+/** No device and no timer pending: the machine's state is fully in the buckets. */
+function isIdle(machineState: unknown): boolean {
+  const state = machineState as Record<string, string> | string;
   if (typeof state === 'string') return false;
   return Object.values(state).every((sub) => sub === 'idle');
 }

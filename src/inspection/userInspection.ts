@@ -18,6 +18,8 @@ export interface UserInspection {
   subscriptionCap: number;
   rateWindows: Array<{ call: RateLimitedCall; used: number; limit: number; windowMs: number; oldestAt: number | null }>;
   deadlines: Array<{ what: string; at: number; msLeft: number }>;
+  /** Its webhook outbox, when the app has a callback URL: events waiting, and why the last attempt failed. */
+  webhooks?: { pending: number; failures?: number; lastError?: string; nextAttemptAt?: number };
   /** True when the actor is running on a node; false when read from its persisted state only. */
   resident: boolean;
   inspectedAt: number;

@@ -11,6 +11,7 @@ export interface NodeFigures {
   leaseRenewals(): number;
   shardsFenced(): number;
   shardsPreempted(): number;
+  webhooksPending(): number;
 }
 
 /**
@@ -25,6 +26,8 @@ export class NodeMetrics {
   readonly rateLimited: Counter<'op'>;
   readonly notifications: Counter;
   readonly fanoutLatency: Histogram;
+  readonly webhookDeliveries: Counter<'result'>;
+  readonly webhookOverflow: Counter;
 
   constructor(figures: NodeFigures, labels: { node: string }) {
     const registers = [this.registry];
@@ -45,6 +48,17 @@ export class NodeMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
+    this.webhookDeliveries = new Counter({
+      name: 'presence_webhook_attempts_total',
+      help: 'Webhook POSTs, by result: ok (a 2xx) or failed (retried with backoff).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.webhookOverflow = new Counter({
+      name: 'presence_webhook_dropped_total',
+      help: "Webhook events given up because a user's outbox was full (the receiver was failing for long).",
+      registers,
+    });
     const gauge = (name: string, help: string, read: () => number) =>
       new Gauge({
         name,
@@ -58,6 +72,7 @@ export class NodeMetrics {
     gauge('presence_resident_actors', 'User actors running on this node.', figures.residentActors);
     gauge('presence_online_users', 'Resident users with a device connected.', figures.onlineUsers);
     gauge('presence_shards_owned', 'Shards this node owns (of 1024).', figures.shardsOwned);
+    gauge('presence_webhook_pending_events', 'Webhook events waiting in the outboxes of the actors on this node.', figures.webhooksPending);
     /** A counter fed at scrape time from totals kept by the component itself (one per label value). */
     const totals = (name: string, help: string, readers: Array<[Record<string, string>, () => number]>) => {
       const seen = readers.map(() => 0);

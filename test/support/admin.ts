@@ -6,6 +6,7 @@ export interface AppSettings {
   userStatusEnabled?: boolean;
   friendStatusAutoNotify?: boolean;
   limits?: Record<string, unknown>;
+  callbackUrl?: string | null;
 }
 
 export class AdminError extends Error {

@@ -13,6 +13,8 @@ export interface AppConfig {
   userStatusEnabled: boolean;
   friendStatusAutoNotify: boolean;
   limits: AppLimits;
+  /** Where status changes are POSTed as `State.StateChange` webhooks; none when absent. */
+  callbackUrl?: string;
 }
 
 export const policyOf = (app: AppConfig): AppPolicy => ({

@@ -3,10 +3,19 @@ import { UserStatusType, type UserStatus } from '../../actors/types.js';
 import { decode, encode } from '../codec.js';
 import { userKey } from '../subjects.js';
 import type { KvBucket } from '../transport/types.js';
+import type { WebhookEvent } from '../../webhooks/stateChange.js';
 
 export interface StoredActor {
   snapshot: Snapshot<unknown>;
+  /** Webhook events not yet taken by the app server, oldest first. */
+  outbox: WebhookEvent[];
   revision: number;
+}
+
+/** The value of a `users` key: the snapshot and the outbox, written together by one compare-and-set. */
+interface UserRecord {
+  snapshot: Snapshot<unknown>;
+  outbox: WebhookEvent[];
 }
 
 export const unloginedStatus = (userID: string): UserStatus => ({
@@ -28,13 +37,19 @@ export class UserStore {
 
   async load(sdkAppID: number, userID: string): Promise<StoredActor | null> {
     const entry = await this.users.get(userKey(sdkAppID, userID));
-    return entry ? { snapshot: decode<Snapshot<unknown>>(entry.value), revision: entry.revision } : null;
+    if (!entry) return null;
+    const record = decode<UserRecord>(entry.value);
+    return { snapshot: record.snapshot, outbox: record.outbox ?? [], revision: entry.revision };
   }
 
-  /** Writes the snapshot if the key is still at `revision` (0: absent); returns the new revision. */
-  async save(sdkAppID: number, userID: string, snapshot: Snapshot<unknown>, revision: number): Promise<number> {
+  /**
+   * Writes the snapshot and the outbox if the key is still at `revision` (0: absent);
+   * returns the new revision. An event is thus durable exactly when its change is.
+   */
+  async save(sdkAppID: number, userID: string, snapshot: Snapshot<unknown>, outbox: WebhookEvent[], revision: number): Promise<number> {
     const key = userKey(sdkAppID, userID);
-    const value = encode(snapshot);
+    const record: UserRecord = { snapshot, outbox };
+    const value = encode(record);
     return revision === 0 ? this.users.create(key, value) : this.users.update(key, value, revision);
   }
 
