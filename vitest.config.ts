@@ -74,6 +74,18 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        // The container image, the compose topology (NATS, nodes, load balancer) and the k8s manifests.
+        test: {
+          name: 'deploy',
+          sequence: { groupOrder: 6 },
+          include: ['test/deploy/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 300_000,
+          hookTimeout: 600_000,
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });
