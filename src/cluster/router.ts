@@ -27,7 +27,7 @@ export class ShardRouter {
 
   constructor(private readonly transport: Transport, options: RouterOptions = {}) {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
-    this.unownedRetryMs = options.unownedRetryMs ?? 5_000;
+    this.unownedRetryMs = options.unownedRetryMs ?? 12_000;
   }
 
   async send(command: ShardCommand): Promise<ShardReply> {

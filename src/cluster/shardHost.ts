@@ -134,7 +134,12 @@ export class ShardHost {
 
   /** ShardServer: hands a shard over; every actor of it is persisted before it stops. */
   async release(shard: number): Promise<void> {
-    this.stopServing(shard);
+    // Drained, not dropped: commands already on their way are answered (`moved`, as the
+    // shard is no longer served here, so the router retries at the next owner).
+    const subscription = this.served.get(shard);
+    this.served.delete(shard);
+    await subscription?.drain?.();
+    subscription?.unsubscribe();
     const leaving = [...this.residents.values()].filter((r) => r.shard === shard);
     await Promise.allSettled(leaving.map((r) => r.queue));
     for (const resident of leaving) this.unload(resident);

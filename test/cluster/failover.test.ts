@@ -5,6 +5,7 @@ import { AdminClient } from '../support/admin.js';
 import { TestDevice } from '../support/clients.js';
 import { isBalanced, startClusterDeployment, type ClusterDeployment, type ClusterView, type TestApp } from '../support/deployment.js';
 import type { NodeProcess } from '../support/nodeProcess.js';
+import { WebhookReceiver } from '../support/webhookReceiver.js';
 
 /**
  * What users see when a presence node or NATS fails: 3 node processes on a 3-server
@@ -179,8 +180,8 @@ async function balancedVia(via: NodeProcess, expected: number, timeoutMs: number
 }
 
 /** The nodeId owning `userID`'s shard, from node `via`'s view. */
-async function ownerOf(userID: string, via: NodeProcess): Promise<string> {
-  const shard = shardOf(app.sdkAppID, userID);
+async function ownerOf(userID: string, via: NodeProcess, sdkAppID = app.sdkAppID): Promise<string> {
+  const shard = shardOf(sdkAppID, userID);
   const view = (await new AdminClient(via.httpUrl, deployment.adminKey).cluster()) as unknown as ClusterView;
   const owner = view.nodes.find((n) =>
     n.ownedShards.split(',').some((range) => {
@@ -311,5 +312,37 @@ describe('cluster failover', () => {
     expectNothingLost(await readAll());
     expectNobodyFlipped();
     await expectSubscriptionsIntact('after the rolling restart');
+  });
+
+  it('failover - webhooks waiting on a node that is killed are all delivered, in order, by the next owner', async () => {
+    const receiver = new WebhookReceiver();
+    await receiver.start();
+    const port = receiver.port;
+    await receiver.down();
+    const [victim, via] = running() as [NodeProcess, NodeProcess];
+    try {
+      const hooked = await deployment.newApp({ callbackUrl: receiver.url });
+      const victimIndex = running().indexOf(victim);
+      // A user owned by the victim, connected to another node, whose changes wait in its outbox.
+      let userID = '';
+      for (let k = 0; !userID; k++) if ((await ownerOf(`fo-hooked-${k}`, via, hooked.sdkAppID)) === victim.nodeId) userID = `fo-hooked-${k}`;
+      const client = new PresenceClient({ url: deployment.urls(victimIndex + 1), sdkAppID: hooked.sdkAppID, requestTimeoutMs: CALL_TIMEOUT_MS });
+      extraClients.push(client);
+      await client.login(userID, hooked.sig(userID));
+      for (const text of ['a', 'b', 'c']) await client.setSelfStatus({ customStatus: text });
+
+      await victim.kill('SIGKILL');
+      await balancedVia(via, 2, FAILOVER_BOUND_MS);
+      await receiver.start(port);
+      await receiver.until(() => receiver.of(userID).length >= 4, `the 4 events of ${userID}`, 60_000);
+      const versions = receiver.of(userID).map((r) => r.body.Version);
+      // At least once: a repeat is possible (same EventId), a gap or a reordering is not.
+      expect([...new Set(versions)]).toEqual([1, 2, 3, 4]);
+      expect(versions).toEqual([...versions].sort((a, b) => a - b));
+    } finally {
+      await receiver.down().catch(() => undefined);
+    }
+    await deployment.addNode(undefined, { port: portOf(victim) });
+    await deployment.waitForBalance(3, 60_000);
   });
 });

@@ -53,6 +53,16 @@ describe('observability', () => {
     expect(samples.has('presence_process_resident_memory_bytes')).toBe(true);
   });
 
+  it('metrics - every metric the Grafana dashboard (deploy/grafana/presence.json) plots is exported', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const dashboard = await readFile(new URL('../../deploy/grafana/presence.json', import.meta.url), 'utf8');
+    const plotted = new Set([...dashboard.matchAll(/presence_[a-z_]+/g)].map((m) => m[0].replace(/_bucket$/, '')));
+    const exported = await (await fetch(`${deployment.nodes[0]!.httpUrl}/metrics`)).text();
+    const names = new Set([...exported.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]!));
+    expect([...plotted].filter((name) => !names.has(name))).toEqual([]);
+    expect(plotted.size).toBeGreaterThan(10);
+  });
+
   it('metrics - logins, calls, connections, notifications and fan-out latency move when clients act', async () => {
     const loginsBefore = await total('presence_logins_total{result="ok"}');
     const callsBefore = await total('presence_requests_total{op="setSelfStatus",code="0"}');

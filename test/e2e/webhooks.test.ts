@@ -1,9 +1,8 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyWebhook } from '../../src/webhooks/signature.js';
 import { loginDevice, type TestDevice } from '../support/clients.js';
 import { startDeployment, type Deployment } from '../support/deployment.js';
+import { WebhookReceiver, type Received } from '../support/webhookReceiver.js';
 
 /**
  * Webhooks: an app with a `callbackUrl` gets a signed `State.StateChange` POST for every
@@ -11,61 +10,8 @@ import { startDeployment, type Deployment } from '../support/deployment.js';
  * for a while. Every userID starts with `wh-`.
  */
 
-interface Received {
-  body: Record<string, any>;
-  raw: string;
-  signature: string;
-  idempotencyKey: string;
-}
-
-/** The app server: records every request; `down` makes it refuse connections on the same port. */
-class Receiver {
-  readonly received: Received[] = [];
-  private server: Server | undefined;
-  port = 0;
-
-  async start(port = 0): Promise<void> {
-    this.server = createServer((request, response) => {
-      let raw = '';
-      request.setEncoding('utf8').on('data', (chunk: string) => (raw += chunk));
-      request.on('end', () => {
-        this.received.push({
-          body: JSON.parse(raw),
-          raw,
-          signature: String(request.headers['x-presence-signature']),
-          idempotencyKey: String(request.headers['idempotency-key']),
-        });
-        response.writeHead(200, { 'content-type': 'application/json' }).end('{"ActionStatus":"OK","ErrorCode":0}');
-      });
-    });
-    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
-  }
-
-  async down(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => this.server!.close(() => resolve()));
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}/presence-callback`;
-  }
-
-  of(userID: string): Received[] {
-    return this.received.filter((r) => r.body.Info?.To_Account === userID);
-  }
-
-  async until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-    const giveUpAt = Date.now() + timeoutMs;
-    while (!condition()) {
-      if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}; received ${JSON.stringify(this.received.map((r) => r.body))}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
-
 let deployment: Deployment;
-const receiver = new Receiver();
+const receiver = new WebhookReceiver();
 const devices: TestDevice[] = [];
 
 beforeAll(async () => {

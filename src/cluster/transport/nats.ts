@@ -147,7 +147,13 @@ export class NatsTransport implements Transport {
           );
       },
     });
-    return { unsubscribe: () => this.unsubscribe(sub) };
+    return {
+      unsubscribe: () => this.unsubscribe(sub),
+      drain: async () => {
+        if (this.nc.isClosed() || sub.isClosed()) return;
+        await sub.drain().catch(() => this.unsubscribe(sub));
+      },
+    };
   }
 
   async request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {

@@ -7,6 +7,12 @@
 
 export interface Subscription {
   unsubscribe(): void;
+  /**
+   * Stops taking new messages but handles those already on their way, then ends; a
+   * responder handing its subject over uses it so no request in flight is lost.
+   * Where absent, `unsubscribe` is as good (in process nothing is in flight).
+   */
+  drain?(): Promise<void>;
 }
 
 export type MessageHandler = (data: Uint8Array, subject: string) => void;
