@@ -5,6 +5,7 @@ import { ErrorCode } from '../errors.js';
 import { transitionRecorder } from '../inspection/transitionRecord.js';
 import { inspectUser } from '../inspection/userInspection.js';
 import { RateMeter } from '../inspection/rateMeter.js';
+import { RestoreQueue } from './restoreQueue.js';
 import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 import { WebhookDispatcher, type PendingWebhook } from '../webhooks/dispatcher.js';
 import { appendToOutbox } from '../webhooks/outbox.js';
@@ -61,8 +62,8 @@ export interface ShardHostDeps {
   /** Whether other nodes may have taken over this node's shards (its lease lapsed in their eyes). */
   othersMayServe?: () => boolean;
   metrics?: NodeMetrics;
-  /** Actors restored per batch when a shard is taken over; batches yield to other work. */
-  restoreBatch?: number;
+  /** Actors restored at once after a takeover (the rest wait their turn). Default 32. */
+  restoreConcurrency?: number;
 }
 
 /** The transient error a command gets when its actor could not be persisted. */
@@ -94,9 +95,11 @@ export class ShardHost {
 
   /** Sends the webhooks in the outboxes of the actors here. */
   readonly webhooks: WebhookDispatcher;
+  private readonly restorer: RestoreQueue;
 
   constructor(private readonly deps: ShardHostDeps) {
     this.events = new RateMeter(() => deps.clock.now());
+    this.restorer = new RestoreQueue((key) => this.restore(key), deps.log, deps.restoreConcurrency ?? 32);
     this.webhooks = new WebhookDispatcher({
       next: (key) => this.nextWebhook(key),
       delivered: (key, eventId) => this.webhookDelivered(key, eventId),
@@ -115,12 +118,13 @@ export class ShardHost {
     this.serveShard(shard);
     if (!this.deps.active) return;
     const keys = (await this.activeKeys(step)).filter((key) => key.startsWith(`${shard}.`));
-    const batch = this.deps.restoreBatch ?? 200;
-    for (let i = 0; i < keys.length; i += batch) {
-      await Promise.all(keys.slice(i, i + batch).map((key) => this.restore(key)));
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    if (keys.length) this.deps.log.info({ shard, restored: keys.length }, 'shard taken over');
+    this.restorer.add(keys);
+    if (keys.length) this.deps.log.info({ shard, restoring: keys.length }, 'shard taken over');
+  }
+
+  /** Actors of shards taken over that wait to be restored. */
+  get pendingRestores(): number {
+    return this.restorer.pending;
   }
 
   /**
@@ -228,6 +232,7 @@ export class ShardHost {
   /** Persists and stops every actor; the node is going away. */
   async stop(): Promise<void> {
     this.webhooks.stop();
+    this.restorer.stop();
     for (const shard of [...this.served.keys()]) this.stopServing(shard);
     await Promise.allSettled([...this.residents.values()].map((r) => r.queue));
     for (const resident of [...this.residents.values()]) this.unload(resident);
@@ -433,9 +438,10 @@ export class ShardHost {
 
   /** Brings back an actor listed in the `active` index after a shard move. */
   private async restore(indexKey: string): Promise<void> {
-    const [, app, token] = /^\d+\.(\d+)\.(.+)$/.exec(indexKey) ?? [];
+    const [, shard, app, token] = /^(\d+)\.(\d+)\.(.+)$/.exec(indexKey) ?? [];
     const config = app ? this.deps.apps.get(Number(app)) : undefined;
-    if (!config || !token) return;
+    // A shard handed on again before its turn came: its new owner restores it.
+    if (!config || !token || !this.served.has(Number(shard))) return;
     const userID = userFromToken(token);
     await this.withResident(config, userID, async (resident) => {
       resident.indexed = true;

@@ -155,8 +155,8 @@ export class ShardLeases {
     try {
       await this.server.acquire(shard, step);
     } catch (error) {
-      this.options.log.error({ err: error, shard }, 'shard restore failed; handing it back');
-      await this.handOver(shard);
+      // Serving already; the actors come back on their next command.
+      this.options.log.error({ err: error, shard }, 'actors of a shard taken over not listed; they load on demand');
     }
   }
 
