@@ -75,10 +75,22 @@ export default defineConfig({
         },
       },
       {
+        // A tiny run of the benchmark, so it keeps working (its figures are never asserted).
+        test: {
+          name: 'bench',
+          sequence: { groupOrder: 6 },
+          include: ['test/bench/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 300_000,
+          hookTimeout: 60_000,
+          fileParallelism: false,
+        },
+      },
+      {
         // The container image, the compose topology (NATS, nodes, load balancer) and the k8s manifests.
         test: {
           name: 'deploy',
-          sequence: { groupOrder: 6 },
+          sequence: { groupOrder: 7 },
           include: ['test/deploy/**/*.test.ts'],
           environment: 'node',
           testTimeout: 300_000,

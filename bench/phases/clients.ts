@@ -1,0 +1,130 @@
+/** The login storm, the subscription graph over the wire, and the memory of online users. */
+import { Histogram, type HistogramData, type LatencySummary } from '../stats.js';
+import type { MemorySample } from '../servers.js';
+import { counters, meter, round, waitDelivered, type Ctx, type PhaseCost } from './context.js';
+
+interface CallsResult {
+  ok: number;
+  failed: number;
+  errors: string[];
+  startUs: number;
+  endUs: number;
+  hist: HistogramData;
+}
+
+export interface LoginPhase extends PhaseCost {
+  logins: number;
+  failed: number;
+  errors: string[];
+  loginsPerSecond: number;
+  loginsPerSecondPerNode: number;
+  /** Connect + login, per device. */
+  latency: LatencySummary;
+}
+
+export async function loginStorm(ctx: Ctx): Promise<LoginPhase> {
+  const n = ctx.opts.workload.users;
+  ctx.log(`login storm: ${n} devices over WebSockets, ${ctx.opts.loginConcurrency} connecting at once per driver …`);
+  const m = meter(ctx);
+  const progress = setInterval(() => {
+    counters(ctx).then((c) => ctx.log(`  login storm: ${c.open} sockets open`), () => undefined);
+  }, 2_000);
+  const results = await ctx.drivers.all<CallsResult>('login', { concurrency: ctx.opts.loginConcurrency });
+  clearInterval(progress);
+  const cost = m.stop();
+  const ok = results.reduce((a, r) => a + r.ok, 0);
+  const seconds = (Math.max(...results.map((r) => r.endUs)) - Math.min(...results.map((r) => r.startUs))) / 1e6;
+  const perSecond = ok / seconds;
+  const phase: LoginPhase = {
+    ...cost,
+    logins: ok,
+    failed: results.reduce((a, r) => a + r.failed, 0),
+    errors: results.flatMap((r) => r.errors).slice(0, 5),
+    loginsPerSecond: round(perSecond),
+    loginsPerSecondPerNode: round(perSecond / ctx.nodes.length),
+    latency: Histogram.merged(results.map((r) => r.hist)).summaryMs(),
+  };
+  ctx.log(`  ${ok} logged in (${phase.failed} failed) in ${round(seconds, 2)} s: ${phase.loginsPerSecond} logins/s, p99 ${phase.latency.p99Ms} ms`);
+  if (phase.failed) ctx.log(`  errors: ${phase.errors.join(' | ')}`);
+  return phase;
+}
+
+export interface SubscribePhase extends PhaseCost {
+  calls: number;
+  failed: number;
+  errors: string[];
+  subscriptions: number;
+  callsPerSecond: number;
+  latency: LatencySummary;
+  /** Current statuses pushed to the new watchers. */
+  initialPushes: number;
+}
+
+export async function subscribeGraph(ctx: Ctx, maxPerCall: number): Promise<SubscribePhase> {
+  const { users, subs } = ctx.opts.workload;
+  ctx.log(`subscribe: every user to its ${subs} targets (${users * subs} subscriptions) …`);
+  const base = await counters(ctx);
+  const m = meter(ctx);
+  const results = await ctx.drivers.all<CallsResult>('subscribe', { concurrency: ctx.opts.loginConcurrency, maxPerCall });
+  const calls = results.reduce((a, r) => a + r.ok, 0);
+  // A new subscriber is pushed the current status of its targets; let those land.
+  const after = await waitDelivered(ctx, base, users * subs, 'subscribe', 1_000);
+  const cost = m.stop();
+  const seconds = (Math.max(...results.map((r) => r.endUs)) - Math.min(...results.map((r) => r.startUs))) / 1e6;
+  const phase: SubscribePhase = {
+    ...cost,
+    calls,
+    failed: results.reduce((a, r) => a + r.failed, 0),
+    errors: results.flatMap((r) => r.errors).slice(0, 5),
+    subscriptions: users * subs,
+    callsPerSecond: round(calls / seconds),
+    latency: Histogram.merged(results.map((r) => r.hist)).summaryMs(),
+    initialPushes: after.notifications - base.notifications,
+  };
+  ctx.log(`  ${calls} subscribe calls (${phase.failed} failed) in ${round(seconds, 2)} s; ${phase.initialPushes} initial statuses pushed`);
+  if (phase.failed) ctx.log(`  errors: ${phase.errors.join(' | ')}`);
+  return phase;
+}
+
+/**
+ * Sum of every live node's memory. Embedded: after a full GC. On NATS no GC is forced: a full GC
+ * of a few hundred MB stalls a node's event loop for seconds on this machine, long enough for it to
+ * miss its own membership heartbeats and fence itself (it drops every shard), which is not what
+ * the benchmark is for. RSS, the figure the summary uses, barely depends on it.
+ */
+export async function serverMemory(ctx: Ctx): Promise<MemorySample> {
+  const gc = ctx.opts.mode === 'embedded';
+  const samples: MemorySample[] = [];
+  for (const node of ctx.nodes.filter((n) => n.alive())) samples.push(await node.memory(gc));
+  return samples.reduce((a, s) => ({
+    rss: a.rss + s.rss,
+    heapUsed: a.heapUsed + s.heapUsed,
+    heapTotal: a.heapTotal + s.heapTotal,
+    external: a.external + s.external,
+    arrayBuffers: a.arrayBuffers + s.arrayBuffers,
+  }));
+}
+
+export interface MemoryPhase {
+  /** Whether a full GC ran before each reading (embedded mode only). */
+  forcedGc: boolean;
+  before: MemorySample;
+  after: MemorySample;
+  onlineUsers: number;
+  rssBytesPerOnlineUser: number;
+  heapBytesPerOnlineUser: number;
+  /** Heap plus buffers outside it (socket buffers are mostly external). */
+  heapAndExternalBytesPerOnlineUser: number;
+}
+
+export function memoryPerUser(before: MemorySample, after: MemorySample, online: number, forcedGc: boolean): MemoryPhase {
+  return {
+    forcedGc,
+    before,
+    after,
+    onlineUsers: online,
+    rssBytesPerOnlineUser: round((after.rss - before.rss) / online),
+    heapBytesPerOnlineUser: round((after.heapUsed - before.heapUsed) / online),
+    heapAndExternalBytesPerOnlineUser: round((after.heapUsed + after.external - before.heapUsed - before.external) / online),
+  };
+}

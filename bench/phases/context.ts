@@ -1,0 +1,134 @@
+import type { Workload } from '../graph.js';
+import type { DriverPool } from '../driver/pool.js';
+import { CpuMeter, nowUs } from '../procStat.js';
+import type { BenchNode } from '../servers.js';
+
+export interface BenchOptions {
+  mode: 'embedded' | 'cluster';
+  workload: Workload;
+  drivers: number;
+  nats: string;
+  server: 'dist' | 'src';
+  burstSeconds: number;
+  burstWindow: number;
+  pacedRate: number;
+  pacedSeconds: number;
+  /** Pause before each storm, so one storm's backlog does not land in the next. */
+  settleSeconds: number;
+  rawNatsSeconds: number;
+  loginConcurrency: number;
+  failover: boolean;
+  /** Storms to run after login and subscribe. */
+  phases: string[];
+  failoverWriters: number;
+  out: string;
+  quiet: boolean;
+}
+
+export interface Ctx {
+  opts: BenchOptions;
+  nodes: BenchNode[];
+  drivers: DriverPool;
+  sdkAppID: number;
+  secretKey: string;
+  serverCpu: CpuMeter;
+  driverCpu: CpuMeter;
+  natsCpu: CpuMeter | undefined;
+  log(line: string): void;
+}
+
+/** CPU and wall time of one phase: servers (the node processes), drivers, and nats-server apart. */
+export interface PhaseCost {
+  wallSeconds: number;
+  serverCpuSeconds: number;
+  driverCpuSeconds: number;
+  natsServerCpuSeconds: number | null;
+  /** Share of the machine's cores: 100 % = one core busy for the whole phase. */
+  serverCpuPercent: number;
+  driverCpuPercent: number;
+}
+
+export interface Meter {
+  stop(): PhaseCost;
+}
+
+export function meter(ctx: Ctx): Meter {
+  const t0 = nowUs();
+  const s0 = ctx.serverCpu.read();
+  const d0 = ctx.driverCpu.read();
+  const n0 = ctx.natsCpu?.read();
+  return {
+    stop() {
+      const wall = (nowUs() - t0) / 1e6;
+      const server = (ctx.serverCpu.read() - s0) / 1e6;
+      const driver = (ctx.driverCpu.read() - d0) / 1e6;
+      const nats = ctx.natsCpu && n0 !== undefined ? (ctx.natsCpu.read() - n0) / 1e6 : null;
+      const pct = (cpu: number) => (wall > 0 ? round((cpu / wall) * 100, 1) : 0);
+      return {
+        wallSeconds: round(wall, 3),
+        serverCpuSeconds: round(server, 3),
+        driverCpuSeconds: round(driver, 3),
+        natsServerCpuSeconds: nats === null ? null : round(nats, 3),
+        serverCpuPercent: pct(server),
+        driverCpuPercent: pct(driver),
+      };
+    },
+  };
+}
+
+export const round = (x: number, digits = 0): number => {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+};
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface Counters {
+  notifications: number;
+  selfPushes: number;
+  pushFrames: number;
+  closedByServer: number;
+  lastNotifyUs: number;
+  open: number;
+}
+
+export async function counters(ctx: Ctx): Promise<Counters> {
+  const all = await ctx.drivers.all<Counters>('counters');
+  return all.reduce((a, c) => ({
+    notifications: a.notifications + c.notifications,
+    selfPushes: a.selfPushes + c.selfPushes,
+    pushFrames: a.pushFrames + c.pushFrames,
+    closedByServer: a.closedByServer + c.closedByServer,
+    lastNotifyUs: Math.max(a.lastNotifyUs, c.lastNotifyUs),
+    open: a.open + c.open,
+  }));
+}
+
+/**
+ * Waits until `expected` notifications beyond `base` arrived, or none arrived for `quietMs`
+ * (some may never come), printing progress. Returns the counters at the end.
+ */
+export async function waitDelivered(ctx: Ctx, base: Counters, expected: number, what: string, quietMs = 2_000, capMs = 120_000): Promise<Counters> {
+  const start = Date.now();
+  let last = base.notifications;
+  let lastChange = Date.now();
+  let lastPrint = Date.now();
+  for (;;) {
+    const c = await counters(ctx);
+    const got = c.notifications - base.notifications;
+    if (got >= expected) return c;
+    if (c.notifications !== last) {
+      last = c.notifications;
+      lastChange = Date.now();
+    }
+    if (Date.now() - lastChange > quietMs || Date.now() - start > capMs) {
+      ctx.log(`  ${what}: ${got} of ${expected} notifications arrived; ${Date.now() - lastChange} ms without more, going on`);
+      return c;
+    }
+    if (Date.now() - lastPrint > 2_000) {
+      ctx.log(`  ${what}: ${got} / ${expected} notifications delivered`);
+      lastPrint = Date.now();
+    }
+    await sleep(50);
+  }
+}
