@@ -53,7 +53,9 @@ export async function startNode(options: StartNodeOptions): Promise<BenchNode> {
     throw new Error(`${DIST_CLI} is missing: run \`npm run build\` first, or pass --server src`);
   }
   const entry = options.source === 'dist' ? [DIST_CLI] : ['--import', 'tsx', SRC_CLI];
-  const args = ['--expose-gc', '--import', PROBE, ...entry, 'start', '--port', '0', '--host', '127.0.0.1', '--node-id', options.nodeId];
+  // PRESENCE_BENCH_NODE_ARGS adds flags to the nodes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
+  const extra = (process.env.PRESENCE_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const args = [...extra, '--expose-gc', '--import', PROBE, ...entry, 'start', '--port', '0', '--host', '127.0.0.1', '--node-id', options.nodeId];
   if (options.nats) args.push('--nats', options.nats);
   const child = spawn(process.execPath, args, {
     cwd: ROOT,

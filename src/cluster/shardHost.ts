@@ -40,6 +40,14 @@ interface Resident {
   inspectedUntil: number;
   /** Webhook events not yet taken by the app server, oldest first; durable with the snapshot. */
   outbox: WebhookEvent[];
+  /** What its fan-out interest was last computed from. */
+  interest?: InterestBasis;
+}
+
+interface InterestBasis {
+  online: boolean;
+  subscriptions: readonly unknown[];
+  friends: readonly string[] | undefined;
 }
 
 export interface ShardHostDeps {
@@ -318,8 +326,18 @@ export class ShardHost {
   }
 
   private updateInterest(resident: Resident, app: AppConfig): void {
-    const key = userKey(resident.sdkAppID, resident.userID);
     const online = Object.keys(resident.actor.context.devices).length > 0;
+    const basis: InterestBasis = {
+      online,
+      subscriptions: resident.actor.context.subscriptions,
+      friends: app.friendStatusAutoNotify ? resident.friends : undefined,
+    };
+    // Most commits (a custom status, a heartbeat) change none of it: the actor's subscription
+    // list is a new array only when it changed, so comparing references is enough.
+    const last = resident.interest;
+    if (last && last.online === basis.online && last.subscriptions === basis.subscriptions && last.friends === basis.friends) return;
+    resident.interest = basis;
+    const key = userKey(resident.sdkAppID, resident.userID);
     this.deps.fanout().follow(key, resident.sdkAppID, online ? this.targetsOf(resident, app) : []);
   }
 
