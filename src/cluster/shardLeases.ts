@@ -47,6 +47,9 @@ const shardOfKey = (key: string): number => Number(key.slice('shard.'.length));
  * over by compare-and-set on the revision seen, so two nodes cannot both take it;
  * a holder that cannot renew its membership fences itself before anyone may take over.
  */
+/** Longer than any KV call may retry (12 s), so only a hung step is cut loose. */
+const STEP_BOUND_MS = 20_000;
+
 export class ShardLeases {
   private readonly claims = new Map<number, Claim>();
   private readonly held = new Map<number, number>();
@@ -94,42 +97,58 @@ export class ShardLeases {
   async tick(): Promise<void> {
     if (this.ticking) return;
     this.ticking = true;
+    let timer: NodeJS.Timeout | undefined;
+    // A step whose KV calls hang (a connection lost mid-listing) must not stop every later
+    // step: past the bound the next steps go on; the late calls stay safe by compare-and-set.
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.options.log.error({ boundMs: STEP_BOUND_MS }, 'ownership step still running; the next steps go on');
+        resolve();
+      }, STEP_BOUND_MS);
+      timer.unref?.();
+    });
     try {
-      if (!this.membership.isLive) return this.fence();
-      const step = ++this.steps;
-      const view = this.membership.view();
-      if (view.length < this.options.minView) return;
-      const self = this.membership.nodeId;
-      const releases: number[] = [];
-      const stale: ShardClaim[] = [];
-      const acquisitions: Array<{ shard: number; revision: number }> = [];
-      const takenFrom = new Set<string>();
-      for (let shard = 0; shard < this.options.shardCount; shard++) {
-        const mine = desiredOwner(shard, view) === self;
-        if (this.held.has(shard)) {
-          if (!mine) releases.push(shard);
-          continue;
-        }
-        const claim = this.claims.get(shard);
-        if (!mine) {
-          // Left over from before a fence: nobody else may take a live node's claim, so free it.
-          if (claim && claim.nodeId === self && claim.incarnation === this.incarnation) stale.push({ ...claim, shard });
-          continue;
-        }
-        if (!claim) acquisitions.push({ shard, revision: 0 });
-        else if (claim.nodeId === self || !this.membership.isAlive(claim.nodeId, claim.incarnation)) {
-          acquisitions.push({ shard, revision: claim.revision });
-          if (claim.nodeId !== self) takenFrom.add(claim.nodeId);
-        }
-      }
-      const budget = this.options.maxMovesPerTick;
-      if (takenFrom.size) this.options.log.info({ from: [...takenFrom], shards: Math.min(budget, acquisitions.length) }, 'taking over the shards of dead nodes');
-      await Promise.all(releases.slice(0, budget).map((shard) => this.handOver(shard)));
-      await Promise.all(stale.slice(0, budget).map((claim) => this.freeClaim(claim)));
-      await Promise.all(acquisitions.slice(0, budget).map((a) => this.acquire(a.shard, a.revision, step)));
+      await Promise.race([this.step(), bound]);
     } finally {
+      clearTimeout(timer);
       this.ticking = false;
     }
+  }
+
+  /** One step: fence, or release, free, and claim toward the rendezvous owners of the view. */
+  private async step(): Promise<void> {
+    if (!this.membership.isLive) return this.fence();
+    const step = ++this.steps;
+    const view = this.membership.view();
+    if (view.length < this.options.minView) return;
+    const self = this.membership.nodeId;
+    const releases: number[] = [];
+    const stale: ShardClaim[] = [];
+    const acquisitions: Array<{ shard: number; revision: number }> = [];
+    const takenFrom = new Set<string>();
+    for (let shard = 0; shard < this.options.shardCount; shard++) {
+      const mine = desiredOwner(shard, view) === self;
+      if (this.held.has(shard)) {
+        if (!mine) releases.push(shard);
+        continue;
+      }
+      const claim = this.claims.get(shard);
+      if (!mine) {
+        // Left over from before a fence: nobody else may take a live node's claim, so free it.
+        if (claim && claim.nodeId === self && claim.incarnation === this.incarnation) stale.push({ ...claim, shard });
+        continue;
+      }
+      if (!claim) acquisitions.push({ shard, revision: 0 });
+      else if (claim.nodeId === self || !this.membership.isAlive(claim.nodeId, claim.incarnation)) {
+        acquisitions.push({ shard, revision: claim.revision });
+        if (claim.nodeId !== self) takenFrom.add(claim.nodeId);
+      }
+    }
+    const budget = this.options.maxMovesPerTick;
+    if (takenFrom.size) this.options.log.info({ from: [...takenFrom], shards: Math.min(budget, acquisitions.length) }, 'taking over the shards of dead nodes');
+    await Promise.all(releases.slice(0, budget).map((shard) => this.handOver(shard)));
+    await Promise.all(stale.slice(0, budget).map((claim) => this.freeClaim(claim)));
+    await Promise.all(acquisitions.slice(0, budget).map((a) => this.acquire(a.shard, a.revision, step)));
   }
 
   /** Graceful drain: hands every shard over and deletes the claims so successors claim at once. */

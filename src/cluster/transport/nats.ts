@@ -31,6 +31,8 @@ export interface NatsTransportOptions {
 }
 
 const noop: Subscription = { unsubscribe: () => undefined };
+/** How long a responder's drain may wait for the server before it simply unsubscribes. */
+const DRAIN_BOUND_MS = 2_000;
 
 /**
  * The transport over a NATS cluster: core NATS for pub/sub and request/reply,
@@ -151,7 +153,13 @@ export class NatsTransport implements Transport {
       unsubscribe: () => this.unsubscribe(sub),
       drain: async () => {
         if (this.nc.isClosed() || sub.isClosed()) return;
-        await sub.drain().catch(() => this.unsubscribe(sub));
+        // A drain waits for the server; while the connection is down it could wait for as
+        // long as the outage, holding up the hand-over: past a bound, just unsubscribe.
+        let timer: NodeJS.Timeout | undefined;
+        const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, DRAIN_BOUND_MS)));
+        await Promise.race([sub.drain().catch(() => undefined), bound]);
+        clearTimeout(timer);
+        this.unsubscribe(sub);
       },
     };
   }

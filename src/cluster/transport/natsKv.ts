@@ -125,9 +125,27 @@ export class NatsKvBucket implements KvBucket {
     }
   }
 
+  /** Lists keys; a listing that stalls (the connection lost mid-way) fails after `UNAVAILABLE_RETRY_MS`. */
   async keys(filter = '>'): Promise<string[]> {
     const keys: string[] = [];
-    for await (const key of await this.call(filter, () => this.kv.keys(filter))) keys.push(key);
+    const iterator = await this.call(filter, () => this.kv.keys(filter));
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        iterator.stop();
+        reject(new KvUnavailableError(this.name, filter));
+      }, UNAVAILABLE_RETRY_MS);
+    });
+    try {
+      await Promise.race([
+        (async () => {
+          for await (const key of iterator) keys.push(key);
+        })(),
+        stalled,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
     return keys;
   }
 
