@@ -4,13 +4,13 @@
  * from separate driver processes over real WebSockets, and writes a table and a JSON file.
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { connect as tcpConnect } from 'node:net';
 import { loadavg } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DriverPool } from './driver/pool.js';
+import { reachable } from './reachable.js';
 import { fanout, friendPairs, validateWorkload, type Workload } from './graph.js';
 import { loginStorm, memoryPerUser, serverMemory, subscribeGraph } from './phases/clients.js';
 import { round, sleep, type BenchOptions, type Ctx } from './phases/context.js';
@@ -119,21 +119,6 @@ function parseOptions(argv: string[]): BenchOptions & { docs: boolean; keepState
     docs: values.docs!,
     keepState: values['keep-state']!,
   };
-}
-
-/** Whether something listens at the NATS URL's host and port. */
-function reachable(url: string): Promise<boolean> {
-  const { hostname, port } = new URL(url.split(',')[0]!);
-  return new Promise((resolve) => {
-    const socket = tcpConnect({ host: hostname, port: Number(port || 4222) });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(2_000, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }
 
 async function main(): Promise<void> {

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { AdminClient } from '../test/support/admin.js';
+import { listeningPort } from '../test/support/nodeProcess.js';
 import { cpuMicros } from './procStat.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -69,22 +70,7 @@ export async function startNode(options: StartNodeOptions): Promise<BenchNode> {
   };
   child.stdout!.setEncoding('utf8').on('data', keep);
   child.stderr!.setEncoding('utf8').on('data', keep);
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node ${options.nodeId} did not start in 60 s:\n${output}`)), 60_000);
-    const onData = () => {
-      const match = /devices: +ws:\/\/localhost:(\d+)\/ws/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        child.stdout!.off('data', onData);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`node ${options.nodeId} exited with ${code} before listening:\n${output}`));
-    });
-  });
+  const port = await listeningPort(child, options.nodeId, () => output);
   const exited = once(child, 'exit');
   let probeId = 0;
   const alive = () => child.exitCode === null && child.signalCode === null;

@@ -403,7 +403,8 @@ async function storm(opts: { tag: string; durationMs: number; window: number; ra
   return { sent, acked, failed, skipped, startUs, stopUs: nowUs(), lastAckUs, errors, ack: ackHist.toJSON() };
 }
 
-interface WriteRecord {
+/** One write of a failover writer, as the failover phase reads it back. */
+export interface WriteRecord {
   user: number;
   value: string;
   sentUs: number;

@@ -6,19 +6,11 @@
  * acknowledged value, or a later one whose answer never came).
  */
 import { shardOf } from '../../src/cluster/shards.js';
+import type { WriteRecord } from '../driver/worker.js';
 import { userID } from '../graph.js';
 import { nowUs } from '../procStat.js';
 import { expandRanges, waitBalanced, type ClusterView } from '../servers.js';
 import { meter, round, sleep, type Ctx, type PhaseCost } from './context.js';
-
-interface WriteRecord {
-  user: number;
-  value: string;
-  sentUs: number;
-  doneUs: number;
-  ok: boolean;
-  code?: number;
-}
 
 export interface FailoverPhase extends PhaseCost {
   /** Whether the 3 nodes shared all shards when the kill came (the storms may have unbalanced them). */

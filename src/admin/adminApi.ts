@@ -99,22 +99,25 @@ export class AdminApi {
     this.requireApp(sdkAppID);
     const send = (event: string, data: unknown) => response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     const subscription = this.backend.watchTransitions(sdkAppID, userID, (record) => send('transition', record));
-    const renew = async () => send('inspection', await this.backend.inspect(sdkAppID, userID, WATCH_MS));
-    try {
-      const first = await this.backend.inspect(sdkAppID, userID, WATCH_MS);
-      response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-      send('inspection', first);
-    } catch (error) {
-      subscription.unsubscribe();
-      throw error;
-    }
-    const timer = setInterval(() => {
-      renew().catch((error: unknown) => send('error', error instanceof PresenceError ? error.toJSON() : { code: ErrorCode.INTERNAL_ERROR, desc: 'internal error' }));
-    }, WATCH_RENEW_MS);
+    let timer: NodeJS.Timeout | undefined;
+    // Registered first: a viewer gone while the first read was pending must not leak the subscription.
     request.once('close', () => {
       clearInterval(timer);
       subscription.unsubscribe();
     });
+    const first = await this.backend.inspect(sdkAppID, userID, WATCH_MS).catch((error: unknown) => {
+      subscription.unsubscribe();
+      throw error;
+    });
+    response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    send('inspection', first);
+    if (request.destroyed) return;
+    timer = setInterval(() => {
+      this.backend.inspect(sdkAppID, userID, WATCH_MS).then(
+        (inspection) => send('inspection', inspection),
+        (error: unknown) => send('error', error instanceof PresenceError ? error.toJSON() : { code: ErrorCode.INTERNAL_ERROR, desc: 'internal error' }),
+      );
+    }, WATCH_RENEW_MS);
   }
 
   private async route(method: string, path: string, request: IncomingMessage): Promise<unknown> {

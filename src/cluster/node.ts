@@ -297,25 +297,26 @@ export class PresenceNode implements AdminBackend {
       eventsPerSecond: host.events.perSecond(),
       webhooksPending: host.pendingWebhooks,
       webhooksFailingUsers: host.webhooks.failingUsers,
+      restoringActors: host.pendingRestores,
       connections: this.gateway!.connectionCount,
       watchedUsers: this.fanout!.interestCount,
     };
     if (!this.membership || !this.leases) return { transport: this.transport.kind, shardCount: SHARD_COUNT, nodes: [self] };
     const owners = this.leases.owners();
     const shardsOf = (nodeId: string) => [...owners].filter(([, owner]) => owner === nodeId).map(([shard]) => shard).sort((a, b) => a - b);
-    const nodes = this.membership.records().map((record) =>
-      record.nodeId === this.nodeId
-        ? self
-        : {
-            nodeId: record.nodeId,
-            startedAt: record.startedAt,
-            shards: shardsOf(record.nodeId).length,
-            ownedShards: compactRanges(shardsOf(record.nodeId)),
-            actors: record.actors,
-            onlineUsers: record.onlineUsers ?? 0,
-            eventsPerSecond: record.eventsPerSecond ?? 0,
-          },
-    );
+    const nodes = this.membership.records().map((record) => {
+      if (record.nodeId === this.nodeId) return self;
+      const owned = shardsOf(record.nodeId);
+      return {
+        nodeId: record.nodeId,
+        startedAt: record.startedAt,
+        shards: owned.length,
+        ownedShards: compactRanges(owned),
+        actors: record.actors,
+        onlineUsers: record.onlineUsers ?? 0,
+        eventsPerSecond: record.eventsPerSecond ?? 0,
+      };
+    });
     return {
       transport: this.transport.kind,
       shardCount: SHARD_COUNT,

@@ -12,7 +12,6 @@ export class RestoreQueue {
   private readonly queued = new Set<string>();
   private running = 0;
   private stopped = false;
-  private idleWaiters: Array<() => void> = [];
 
   constructor(
     private readonly restore: (key: string) => Promise<void>,
@@ -36,12 +35,6 @@ export class RestoreQueue {
     return this.waiting.length + this.running;
   }
 
-  /** Resolves once nothing is waiting or running (for tests and the drain). */
-  idle(): Promise<void> {
-    if (this.pending === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
-  }
-
   stop(): void {
     this.stopped = true;
     this.waiting.length = 0;
@@ -60,7 +53,6 @@ export class RestoreQueue {
         .finally(() => {
           this.running--;
           this.pump();
-          if (this.pending === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
         });
     }
   }

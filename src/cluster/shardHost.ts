@@ -148,8 +148,7 @@ export class ShardHost {
   async release(shard: number): Promise<void> {
     // Drained, not dropped: commands already on their way are answered (`moved`, as the
     // shard is no longer served here, so the router retries at the next owner).
-    const subscription = this.served.get(shard);
-    this.served.delete(shard);
+    const subscription = this.detachServing(shard);
     await subscription?.drain?.();
     subscription?.unsubscribe();
     const leaving = [...this.residents.values()].filter((r) => r.shard === shard);
@@ -450,8 +449,14 @@ export class ShardHost {
   }
 
   private stopServing(shard: number): void {
-    this.served.get(shard)?.unsubscribe();
+    this.detachServing(shard)?.unsubscribe();
+  }
+
+  /** Stops counting `shard` as served here; the caller ends its subscription. */
+  private detachServing(shard: number): Subscription | undefined {
+    const subscription = this.served.get(shard);
     this.served.delete(shard);
+    return subscription;
   }
 
   /** Brings back an actor listed in the `active` index after a shard move. */
@@ -537,8 +542,7 @@ export class ShardHost {
       ...(stored ? { snapshot: stored.snapshot as Snapshot<unknown> } : {}),
       onTimerTransition: (transition) => this.onTimer(resident, transition),
       inspect: (event) => {
-        if (resident.inspectedUntil < this.deps.clock.now()) return;
-        const transition = record(event);
+        const transition = record(event, resident.inspectedUntil >= this.deps.clock.now());
         if (transition) this.deps.transport.publish(subjects.inspection(app.sdkAppID, userID), encode(transition));
       },
     });

@@ -15,7 +15,7 @@ import type { Subscription, Transport } from '../cluster/transport/types.js';
 import { ErrorCode, PresenceError, invalidParameters } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { NodeMetrics } from '../metrics/nodeMetrics.js';
-import { CloseCode, MAX_FRAME_BYTES, type ClientFrame, type LoginResult } from '../protocol.js';
+import { CloseCode, MAX_FRAME_BYTES, OPERATIONS, type ClientFrame, type LoginResult } from '../protocol.js';
 import { Connection } from './connection.js';
 import { FrameError, listArg, parseFrame, validateCustomStatus, validateLogin, validateUserIDList } from './validate.js';
 
@@ -27,7 +27,7 @@ const HARD_FRAME_LIMIT = 1024 * 1024;
  * timeout still has margin.
  */
 const HEARTBEAT_FORWARD_MAX_INTERVAL_MS = 1_000;
-const KNOWN_OPS = new Set(['login', 'logout', 'setSelfStatus', 'getUserStatus', 'subscribeUserStatus', 'unsubscribeUserStatus']);
+const KNOWN_OPS: ReadonlySet<string> = new Set(OPERATIONS);
 /** Before login, a socket must log in within this time or be closed. */
 const LOGIN_GRACE_MS = 30_000;
 

@@ -19,16 +19,18 @@ export interface TransitionRecord {
 /**
  * Turns xstate's inspection events into transition records: one per event the
  * actor processed (`@xstate.snapshot`; the presence machine spawns no children),
- * with the state before and after. Other inspection events yield `undefined`.
+ * with the state before and after. It must see every event to know the state
+ * before, but builds a record only when `wanted` (a dashboard watches); otherwise,
+ * and for other inspection events, it yields `undefined`.
  */
-export function transitionRecorder(now: () => number): (event: InspectionEvent) => TransitionRecord | undefined {
+export function transitionRecorder(now: () => number): (event: InspectionEvent, wanted: boolean) => TransitionRecord | undefined {
   let current: unknown;
-  return (event) => {
+  return (event, wanted) => {
     if (event.type !== '@xstate.snapshot') return undefined;
     const snapshot = event.snapshot as { value?: unknown; context?: PresenceContext };
     const from = current;
     current = snapshot.value;
-    if (!snapshot.context) return undefined;
+    if (!wanted || !snapshot.context) return undefined;
     const status = publicStatus(snapshot.context);
     return {
       at: now(),

@@ -5,31 +5,18 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { reachable } from '../../bench/reachable.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const NATS = process.env.PRESENCE_BENCH_NATS ?? 'nats://127.0.0.1:4222';
 const dir = mkdtempSync(join(tmpdir(), 'presence-bench-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function natsReachable(): Promise<boolean> {
-  const { hostname, port } = new URL(NATS);
-  return new Promise((resolve) => {
-    const socket = connect({ host: hostname, port: Number(port || 4222) });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(2_000, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
-const hasNats = await natsReachable();
+const hasNats = await reachable(NATS);
 
 /** Runs `bench/run.ts` with tiny sizes; resolves with its output and the JSON it wrote. */
 function runBench(args: string[]): Promise<{ code: number | null; output: string; json: Record<string, any> | undefined }> {

@@ -53,22 +53,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     child.stdout!.pipe(file);
     child.stderr!.pipe(file);
   }
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node ${options.nodeId} did not start in 60 s:\n${output}`)), 60_000);
-    const onData = () => {
-      const match = /devices: +ws:\/\/localhost:(\d+)\/ws/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        child.stdout!.off('data', onData);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`node ${options.nodeId} exited with ${code} before listening:\n${output}`));
-    });
-  });
+  const port = await listeningPort(child, options.nodeId, () => output);
   const exited = once(child, 'exit');
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -84,4 +69,27 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     kill,
     stop: () => kill('SIGTERM'),
   };
+}
+
+/**
+ * Resolves with the port a `presence start` child prints in its banner, once it listens;
+ * rejects if it exits first or takes over 60 s. `output` is everything it printed so far.
+ */
+export function listeningPort(child: ChildProcess, nodeId: string, output: () => string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node ${nodeId} did not start in 60 s:\n${output()}`)), 60_000);
+    const onData = () => {
+      const match = /devices: +ws:\/\/localhost:(\d+)\/ws/.exec(output());
+      if (match) {
+        clearTimeout(timer);
+        child.stdout!.off('data', onData);
+        resolve(Number(match[1]));
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`node ${nodeId} exited with ${code} before listening:\n${output()}`));
+    });
+  });
 }

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { UserActor } from '../../src/actors/userActor.js';
+import { DEFAULT_LIMITS, UserStatusType, type AppPolicy } from '../../src/actors/types.js';
+import { transitionRecorder, type TransitionRecord } from '../../src/inspection/transitionRecord.js';
+import { activeStates, inspectUser } from '../../src/inspection/userInspection.js';
+
+const policy: AppPolicy = { edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify: false, limits: DEFAULT_LIMITS };
+
+describe('inspection', () => {
+  it('inspection - a transition watched after unwatched ones still names the state it left', () => {
+    let wanted = false;
+    const records: TransitionRecord[] = [];
+    const record = transitionRecorder(() => 1_000);
+    const actor = new UserActor({
+      sdkAppID: 1,
+      userID: 'alice',
+      inspect: (event) => {
+        const transition = record(event, wanted);
+        if (transition) records.push(transition);
+      },
+    });
+    actor.step({ type: 'LOGIN', requestId: 'r', policy, deviceId: 'd1', connId: 'c1', gatewayId: 'g', platform: 'web' });
+    expect(records).toEqual([]);
+    wanted = true;
+    actor.step({ type: 'LOGOUT', requestId: 'r', policy, deviceId: 'd1', connId: 'c1' });
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({ event: 'LOGOUT', from: 'online', statusType: UserStatusType.UNLOGINED });
+    expect(records[0]!.activeStates[0]).toBe('unlogined');
+    actor.stop();
+  });
+
+  it('inspection - active states list a nested state under its parent', () => {
+    expect(activeStates('online')).toEqual(['online']);
+    expect(activeStates({ offline: 'retainingSubscriptions' })).toEqual(['offline', 'offline.retainingSubscriptions']);
+  });
+
+  it('inspection - the view of an actor counts the rate window inside its time only and orders deadlines', () => {
+    const actor = new UserActor({ sdkAppID: 1, userID: 'bob', clock: { now: () => 10_000 } });
+    actor.step({ type: 'LOGIN', requestId: 'r', policy, deviceId: 'd1', connId: 'c1', gatewayId: 'g', platform: 'ios' });
+    const view = inspectUser({ ...actor.context, rateWindows: { getUserStatus: [1_000, 9_000] } }, actor.state, DEFAULT_LIMITS, 10_000, true);
+    expect(view.rateWindows.find((w) => w.call === 'getUserStatus')).toMatchObject({ used: 1, limit: 20, oldestAt: 9_000 });
+    expect(view.devices).toEqual([{ deviceId: 'd1', platform: 'ios', gatewayId: 'g', heartbeatDeadline: 410_000, msLeft: 400_000 }]);
+    expect(view.deadlines).toEqual([{ what: 'heartbeat timeout of device d1', at: 410_000, msLeft: 400_000 }]);
+    actor.stop();
+  });
+});
