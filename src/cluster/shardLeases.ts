@@ -49,10 +49,25 @@ const shardOfKey = (key: string): number => Number(key.slice('shard.'.length));
  */
 /** Longer than any KV call may retry (12 s), so only a hung step is cut loose. */
 const STEP_BOUND_MS = 20_000;
+/**
+ * Steps (of `renewMs`) a shard may wait for a live node to hand it over before its
+ * claim is read again: a paced hand-over takes a few steps, so only a claim this node
+ * holds wrongly in memory (a watch event lost) waits this long.
+ */
+const RECHECK_AFTER_STEPS = 20;
+/** Claims read again per step, at most: a wrong view costs a few reads, not a listing. */
+const RECHECKS_PER_STEP = 16;
 
 export class ShardLeases {
   private readonly claims = new Map<number, Claim>();
   private readonly held = new Map<number, number>();
+  /**
+   * Revision of the last delete seen per shard: an answer to a read made before it
+   * (the start-up listing, a replica behind) must not bring the deleted claim back.
+   */
+  private readonly deletedAt = new Map<number, number>();
+  /** Step since which each shard this node should own has been claimed by another live node. */
+  private waitingSince = new Map<number, number>();
   private watch: Subscription | undefined;
   private ticking = false;
   /** Numbers the ownership steps, for {@link ShardServer.acquire}. */
@@ -71,7 +86,7 @@ export class ShardLeases {
   async start(): Promise<void> {
     this.watch = await this.bucket.watch((event) => {
       if (event.op === 'put') this.observe(shardOfKey(event.entry.key), decode<Omit<Claim, 'revision'>>(event.entry.value), event.entry.revision);
-      else this.forget(shardOfKey(event.key));
+      else this.forget(shardOfKey(event.key), event.revision);
     });
     for (const key of await this.bucket.keys()) {
       const entry = await this.bucket.get(key);
@@ -126,6 +141,8 @@ export class ShardLeases {
     const stale: ShardClaim[] = [];
     const acquisitions: Array<{ shard: number; revision: number }> = [];
     const takenFrom = new Set<string>();
+    const waiting = new Map<number, number>();
+    const rechecks: number[] = [];
     for (let shard = 0; shard < this.options.shardCount; shard++) {
       const mine = desiredOwner(shard, view) === self;
       if (this.held.has(shard)) {
@@ -142,13 +159,23 @@ export class ShardLeases {
       else if (claim.nodeId === self || !this.membership.isAlive(claim.nodeId, claim.incarnation)) {
         acquisitions.push({ shard, revision: claim.revision });
         if (claim.nodeId !== self) takenFrom.add(claim.nodeId);
+      } else {
+        const since = this.waitingSince.get(shard) ?? step;
+        const due = step - since >= RECHECK_AFTER_STEPS && rechecks.length < RECHECKS_PER_STEP;
+        if (due) rechecks.push(shard);
+        waiting.set(shard, due ? step : since);
       }
     }
+    this.waitingSince = waiting;
     const budget = this.options.maxMovesPerTick;
     if (takenFrom.size) this.options.log.info({ from: [...takenFrom], shards: Math.min(budget, acquisitions.length) }, 'taking over the shards of dead nodes');
     await Promise.all(releases.slice(0, budget).map((shard) => this.handOver(shard)));
     await Promise.all(stale.slice(0, budget).map((claim) => this.freeClaim(claim)));
     await Promise.all(acquisitions.slice(0, budget).map((a) => this.acquire(a.shard, a.revision, step)));
+    if (rechecks.length) {
+      this.options.log.warn({ shards: rechecks }, 'shards still claimed by another live node; reading their claims again');
+      await Promise.all(rechecks.map((shard) => this.reread(shard)));
+    }
   }
 
   /** Graceful drain: hands every shard over and deletes the claims so successors claim at once. */
@@ -167,8 +194,9 @@ export class ShardLeases {
       this.held.set(shard, taken);
       this.observe(shard, { nodeId: this.membership.nodeId, incarnation: this.incarnation }, taken);
     } catch (error) {
-      if (error instanceof KvConflictError) return;
-      this.options.log.warn({ err: error, shard }, 'shard claim failed; will retry');
+      // A lost race, or a claim this node knew wrongly: the stored one decides the next step.
+      if (error instanceof KvConflictError) await this.reread(shard);
+      else this.options.log.warn({ err: error, shard }, 'shard claim failed; will retry');
       return;
     }
     try {
@@ -190,9 +218,26 @@ export class ShardLeases {
   }
 
   private async freeClaim(claim: ShardClaim): Promise<void> {
-    await this.bucket.delete(claimKey(claim.shard), claim.revision).catch((error) => {
-      if (!(error instanceof KvConflictError)) this.options.log.warn({ err: error, shard: claim.shard }, 'stale claim not freed; will retry');
+    await this.bucket.delete(claimKey(claim.shard), claim.revision).catch(async (error) => {
+      if (error instanceof KvConflictError) await this.reread(claim.shard);
+      else this.options.log.warn({ err: error, shard: claim.shard }, 'stale claim not freed; will retry');
     });
+  }
+
+  /**
+   * Reads a shard's claim from the bucket, for when the watch may have misled this node
+   * (a write refused on the revision it knew, a live holder that never hands over).
+   */
+  private async reread(shard: number): Promise<void> {
+    const known = this.claims.get(shard);
+    try {
+      const entry = await this.bucket.get(claimKey(shard));
+      if (entry) this.observe(shard, decode<Omit<Claim, 'revision'>>(entry.value), entry.revision);
+      // Absent: unless the watch told of a newer claim meanwhile, there is none.
+      else if (this.claims.get(shard) === known) this.claims.delete(shard);
+    } catch (error) {
+      this.options.log.warn({ err: error, shard }, 'shard claim not read; will retry');
+    }
   }
 
   /** The lease could not be renewed in time: stop serving everything before anyone takes over. */
@@ -206,7 +251,7 @@ export class ShardLeases {
 
   private observe(shard: number, claim: Omit<Claim, 'revision'>, revision: number): void {
     const known = this.claims.get(shard);
-    if (known && known.revision >= revision) return;
+    if ((known && known.revision >= revision) || (this.deletedAt.get(shard) ?? 0) >= revision) return;
     this.claims.set(shard, { nodeId: claim.nodeId, incarnation: claim.incarnation, revision });
     const ours = claim.nodeId === this.membership.nodeId && claim.incarnation === this.incarnation;
     if (this.held.has(shard) && !ours) {
@@ -217,7 +262,10 @@ export class ShardLeases {
     }
   }
 
-  private forget(shard: number): void {
+  private forget(shard: number, revision: number): void {
+    const known = this.claims.get(shard);
+    if (known && known.revision > revision) return;
     this.claims.delete(shard);
+    this.deletedAt.set(shard, revision);
   }
 }

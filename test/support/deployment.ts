@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { genUserSig } from '../../src/auth/index.js';
+import { desiredOwner } from '../../src/cluster/rendezvous.js';
 import { AdminClient, type AppSettings } from './admin.js';
 import { startNatsCluster, type NatsCluster } from './natsContainers.js';
 import { startNodeProcess, type NodeProcess } from './nodeProcess.js';
@@ -64,11 +65,27 @@ export interface ClusterView {
   nodes: Array<{ nodeId: string; shards: number; ownedShards: string; actors?: number }>;
 }
 
-/** Every shard owned by a live node, and `expectedNodes` live nodes each owning some. */
-export const isBalanced = (view: ClusterView, expectedNodes: number): boolean =>
-  view.nodes.length === expectedNodes &&
-  view.nodes.every((n) => n.shards > 0) &&
-  view.nodes.reduce((sum, n) => sum + n.shards, 0) === view.shardCount;
+/** `"0-2,5"` → `[0,1,2,5]`: the cluster view's shard lists. */
+export function expandRanges(ranges: string): number[] {
+  if (!ranges) return [];
+  return ranges.split(',').flatMap((part) => {
+    const [from, to = from] = part.split('-').map(Number) as [number, number?];
+    return Array.from({ length: to! - from + 1 }, (_, i) => from + i);
+  });
+}
+
+/**
+ * `expectedNodes` nodes in the view, each owning exactly the shards rendezvous hashing gives it
+ * over the view: not only every shard owned, but no move still to come (a shard counted while
+ * a node with the wrong share still hands some over would let a test start mid-move).
+ */
+export const isBalanced = (view: ClusterView, expectedNodes: number): boolean => {
+  if (view.nodes.length !== expectedNodes || view.unownedShards) return false;
+  const ids = view.nodes.map((n) => n.nodeId);
+  const due = new Map<string, number[]>(ids.map((id) => [id, []]));
+  for (let shard = 0; shard < view.shardCount; shard++) due.get(desiredOwner(shard, ids)!)!.push(shard);
+  return view.nodes.every((n) => expandRanges(n.ownedShards).join() === due.get(n.nodeId)!.join());
+};
 
 /** 3 presence node processes on a 3-server JetStream cluster in containers. */
 export async function startClusterDeployment(options: { nodes?: number } = {}): Promise<ClusterDeployment> {
@@ -109,11 +126,11 @@ export async function startClusterDeployment(options: { nodes?: number } = {}): 
       const giveUpAt = Date.now() + timeoutMs;
       let last: unknown;
       for (;;) {
-        const node = live()[0]!;
+        // Every node's own view: each counts the shards it serves, not only the claims it has seen.
         try {
-          const view = (await new AdminClient(node.httpUrl, adminKey).cluster()) as unknown as ClusterView;
-          last = view;
-          if (isBalanced(view, expectedNodes)) return view;
+          const views = await Promise.all(live().map((node) => new AdminClient(node.httpUrl, adminKey).cluster() as unknown as Promise<ClusterView>));
+          last = views;
+          if (views.every((view) => isBalanced(view, expectedNodes))) return views[0]!;
         } catch (error) {
           last = error;
         }

@@ -34,10 +34,15 @@ const LOST = 'connection to NATS lost';
  *   It can still tick.
  * - `deaf` cuts only what it receives on core subjects (say, a slow consumer whose messages
  *   are dropped): it still publishes and its KV calls and watches still work.
+ * - `loseWatchEvent` makes its KV watches miss the events it picks (an event lost for good).
+ * - `beforeGetAnswers` runs between a KV get's read and its answer reaching the node, so a
+ *   test can change the bucket meanwhile and the node gets the value read before the change.
  */
 export class LinkTransport implements Transport {
   readonly kind = 'link';
   deaf = false;
+  loseWatchEvent: ((event: KvWatchEvent) => boolean) | undefined;
+  beforeGetAnswers: ((key: string) => Promise<void>) | undefined;
   private cut = false;
   private readonly resumers = new Set<() => void>();
 
@@ -99,7 +104,9 @@ export class LinkBucket implements KvBucket {
   constructor(private readonly link: LinkTransport, private readonly inner: KvBucket) {}
   async get(key: string): Promise<KvEntry | null> {
     this.link.check();
-    return this.inner.get(key);
+    const entry = await this.inner.get(key);
+    await this.link.beforeGetAnswers?.(key);
+    return entry;
   }
   async put(key: string, value: Uint8Array): Promise<number> {
     this.link.check();
@@ -130,6 +137,7 @@ export class LinkBucket implements KvBucket {
     // network (a macrotask later, in order), not in the same microtask burst.
     const inner = await this.inner.watch((event) => {
       setImmediate(() => {
+        if (this.link.loseWatchEvent?.(event)) return;
         if (this.link.down || backlog.length > 0) backlog.push(event);
         else handler(event);
       });

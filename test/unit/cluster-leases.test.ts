@@ -109,8 +109,10 @@ class Cluster {
     return [...this.nodes.values()].filter((n) => !n.dead).map((n) => n.id).sort();
   }
 
-  async add(id: string, incarnation = `${id}-1`): Promise<TestNode> {
+  /** Starts a node; `prepare` sets up its link (lost watch events, slow reads) before anything goes through it. */
+  async add(id: string, incarnation = `${id}-1`, prepare?: (link: LinkTransport) => void): Promise<TestNode> {
     const link = new LinkTransport(this.transport);
+    prepare?.(link);
     const membership = new Membership(
       link,
       { nodeId: id, incarnation, startedAt: this.clock.now(), shards: 0, actors: 0 },
@@ -621,5 +623,61 @@ describe('shard leases', () => {
     }
     expect({ b: b.leases.heldShards, c: c.leases.heldShards }).toEqual(snapshot);
     expect(b.server.callsOf('drop').length + c.server.callsOf('drop').length).toBe(0);
+  });
+
+  it('leases - a claim handed over while a joining node reads the claims is not brought back by that read', async () => {
+    const cluster = await Cluster.create(['node-b', 'node-c']);
+    await cluster.settle();
+    const shard = ALL_SHARDS.find((s) => desiredOwner(s, THREE) === 'node-a')!;
+    const holder = cluster.node((await cluster.claimHolder(shard))!);
+    let handedOver = false;
+    await cluster.add('node-a', undefined, (link) => {
+      // The holder hands the shard over after node-a's read of its claim, before the answer lands.
+      link.beforeGetAnswers = async (key) => {
+        if (key !== `shard.${shard}` || handedOver) return;
+        handedOver = true;
+        await holder.leases.releaseAll();
+        await flush();
+        await flush();
+      };
+    });
+    expect(handedOver).toBe(true);
+    expect(cluster.node('node-a').leases.owners().has(shard)).toBe(false);
+    await cluster.settle(THREE);
+    await cluster.expectStable(THREE);
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it("leases - a node whose watch lost a hand-over's delete reads the claim again and takes the shard", async () => {
+    const cluster = await Cluster.create(['node-b', 'node-c']);
+    await cluster.settle();
+    const shard = ALL_SHARDS.find((s) => desiredOwner(s, THREE) === 'node-a')!;
+    await cluster.add('node-a', undefined, (link) => {
+      link.loseWatchEvent = (event) => event.op === 'delete' && event.key === `shard.${shard}`;
+    });
+    await cluster.settle(THREE);
+    // Its claims say the old holder, alive, still has it; the bucket says nobody does.
+    expect(cluster.servers(shard)).toEqual([]);
+    expect(await cluster.claimHolder(shard)).toBeUndefined();
+    await cluster.settle(THREE, 25);
+    await cluster.expectStable(THREE);
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it('leases - a node whose claim changed unseen takes its shard back once the bucket refuses its revision', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const shard = a.leases.heldShards[0]!;
+    // Every change of this claim after node-a's own is lost to it: it remembers holding it.
+    a.link.loseWatchEvent = (event) => (event.op === 'delete' ? event.key : event.entry.key) === `shard.${shard}`;
+    a.link.down = true;
+    const frozenAt = cluster.clock.t;
+    while (cluster.clock.t - frozenAt < deadAfterMs + 3 * renewMs) await cluster.round(THREE);
+    expect(await cluster.claimHolder(shard)).not.toBe('node-a');
+    a.link.down = false;
+    await cluster.settle(THREE, 8);
+    await cluster.expectStable(THREE);
+    expect(cluster.violations).toEqual([]);
   });
 });
