@@ -62,10 +62,11 @@ export class ShardLeases {
   private readonly claims = new Map<number, Claim>();
   private readonly held = new Map<number, number>();
   /**
-   * Revision of the last delete seen per shard: an answer to a read made before it
-   * (the start-up listing, a replica behind) must not bring the deleted claim back.
+   * Shards the watch has told of while the start-up listing runs: the watch is newer, so
+   * the listing's (earlier) read of them must not overwrite it. Revisions alone cannot tell:
+   * they go back when a NATS cluster killed at once loses its last writes.
    */
-  private readonly deletedAt = new Map<number, number>();
+  private reported: Set<number> | undefined;
   /** Step since which each shard this node should own has been claimed by another live node. */
   private waitingSince = new Map<number, number>();
   private watch: Subscription | undefined;
@@ -84,14 +85,19 @@ export class ShardLeases {
   ) {}
 
   async start(): Promise<void> {
+    this.reported = new Set();
     this.watch = await this.bucket.watch((event) => {
-      if (event.op === 'put') this.observe(shardOfKey(event.entry.key), decode<Omit<Claim, 'revision'>>(event.entry.value), event.entry.revision);
-      else this.forget(shardOfKey(event.key), event.revision);
+      const shard = shardOfKey(event.op === 'put' ? event.entry.key : event.key);
+      this.reported?.add(shard);
+      if (event.op === 'put') this.observe(shard, decode<Omit<Claim, 'revision'>>(event.entry.value), event.entry.revision);
+      else this.forget(shard);
     });
     for (const key of await this.bucket.keys()) {
       const entry = await this.bucket.get(key);
-      if (entry) this.observe(shardOfKey(key), decode<Omit<Claim, 'revision'>>(entry.value), entry.revision);
+      const shard = shardOfKey(key);
+      if (entry && !this.reported.has(shard)) this.observe(shard, decode<Omit<Claim, 'revision'>>(entry.value), entry.revision);
     }
+    this.reported = undefined;
   }
 
   /** True while this node holds the shard's claim and its own lease is fresh. */
@@ -232,9 +238,12 @@ export class ShardLeases {
     const known = this.claims.get(shard);
     try {
       const entry = await this.bucket.get(claimKey(shard));
-      if (entry) this.observe(shard, decode<Omit<Claim, 'revision'>>(entry.value), entry.revision);
-      // Absent: unless the watch told of a newer claim meanwhile, there is none.
-      else if (this.claims.get(shard) === known) this.claims.delete(shard);
+      // A watch event that came meanwhile is newer than this read.
+      if (this.claims.get(shard) !== known) return;
+      if (!entry) this.claims.delete(shard);
+      // Taken as read even at a lower revision: a NATS cluster killed at once can lose its last
+      // writes, and then the bucket's revisions go back below what this node remembers.
+      else this.claims.set(shard, { ...decode<Omit<Claim, 'revision'>>(entry.value), revision: entry.revision });
     } catch (error) {
       this.options.log.warn({ err: error, shard }, 'shard claim not read; will retry');
     }
@@ -251,7 +260,7 @@ export class ShardLeases {
 
   private observe(shard: number, claim: Omit<Claim, 'revision'>, revision: number): void {
     const known = this.claims.get(shard);
-    if ((known && known.revision >= revision) || (this.deletedAt.get(shard) ?? 0) >= revision) return;
+    if (known && known.revision >= revision) return;
     this.claims.set(shard, { nodeId: claim.nodeId, incarnation: claim.incarnation, revision });
     const ours = claim.nodeId === this.membership.nodeId && claim.incarnation === this.incarnation;
     if (this.held.has(shard) && !ours) {
@@ -262,10 +271,7 @@ export class ShardLeases {
     }
   }
 
-  private forget(shard: number, revision: number): void {
-    const known = this.claims.get(shard);
-    if (known && known.revision > revision) return;
+  private forget(shard: number): void {
     this.claims.delete(shard);
-    this.deletedAt.set(shard, revision);
   }
 }

@@ -237,17 +237,22 @@ describe('cluster and health', () => {
     const app = await deployment.newApp();
     await login(app, 'ad-cluster-a', { node: 0 });
     await login(app, 'ad-cluster-b', { node: 1 });
-    const view = await deployment.admin.cluster();
+    const actorsIn = (view: Record<string, unknown>) => (view.nodes as Array<Record<string, unknown>>).reduce((sum, n) => sum + (n.actors as number), 0);
+    // Another node's actor count reaches the view with its next heartbeat (every 500 ms).
+    let view = await deployment.admin.cluster();
+    for (const giveUpAt = Date.now() + 10_000; actorsIn(view) < 2 && Date.now() < giveUpAt; ) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      view = await deployment.admin.cluster();
+    }
     const nodes = view.nodes as Array<Record<string, unknown>>;
     expect(Array.isArray(nodes)).toBe(true);
     expect(nodes.map((n) => n.nodeId).sort()).toEqual(deployment.nodes.map((n) => n.nodeId).sort());
-    let actors = 0;
     for (const node of nodes) {
       const shards = node.shards;
       expect(typeof shards === 'number' ? shards : (shards as unknown[]).length).toBeGreaterThan(0);
       expect(typeof node.actors).toBe('number');
-      actors += node.actors as number;
     }
+    const actors = actorsIn(view);
     expect(actors).toBeGreaterThanOrEqual(2); // the two users logged in above
   });
 

@@ -37,12 +37,15 @@ const LOST = 'connection to NATS lost';
  * - `loseWatchEvent` makes its KV watches miss the events it picks (an event lost for good).
  * - `beforeGetAnswers` runs between a KV get's read and its answer reaching the node, so a
  *   test can change the bucket meanwhile and the node gets the value read before the change.
+ * - `revisionOffset` is added to every KV revision it sees (and taken off those it sends):
+ *   lowering it makes revisions go back, as when a NATS cluster killed at once lost its last writes.
  */
 export class LinkTransport implements Transport {
   readonly kind = 'link';
   deaf = false;
   loseWatchEvent: ((event: KvWatchEvent) => boolean) | undefined;
   beforeGetAnswers: ((key: string) => Promise<void>) | undefined;
+  revisionOffset = 0;
   private cut = false;
   private readonly resumers = new Set<() => void>();
 
@@ -106,23 +109,23 @@ export class LinkBucket implements KvBucket {
     this.link.check();
     const entry = await this.inner.get(key);
     await this.link.beforeGetAnswers?.(key);
-    return entry;
+    return entry && { ...entry, revision: entry.revision + this.link.revisionOffset };
   }
   async put(key: string, value: Uint8Array): Promise<number> {
     this.link.check();
-    return this.inner.put(key, value);
+    return (await this.inner.put(key, value)) + this.link.revisionOffset;
   }
   async create(key: string, value: Uint8Array): Promise<number> {
     this.link.check();
-    return this.inner.create(key, value);
+    return (await this.inner.create(key, value)) + this.link.revisionOffset;
   }
   async update(key: string, value: Uint8Array, revision: number): Promise<number> {
     this.link.check();
-    return this.inner.update(key, value, revision);
+    return (await this.inner.update(key, value, revision - this.link.revisionOffset)) + this.link.revisionOffset;
   }
   async delete(key: string, revision?: number): Promise<void> {
     this.link.check();
-    return this.inner.delete(key, revision);
+    return this.inner.delete(key, revision === undefined ? undefined : revision - this.link.revisionOffset);
   }
   async keys(filter?: string): Promise<string[]> {
     this.link.check();
@@ -131,7 +134,7 @@ export class LinkBucket implements KvBucket {
   async watch(handler: (event: KvWatchEvent) => void): Promise<Subscription> {
     const backlog: KvWatchEvent[] = [];
     const stopResuming = this.link.onResume(() => {
-      for (const event of backlog.splice(0)) handler(event);
+      for (const event of backlog.splice(0)) handler(this.offset(event));
     });
     // Events reach the watcher a moment after the write is acknowledged to the writer, as over a
     // network (a macrotask later, in order), not in the same microtask burst.
@@ -139,7 +142,7 @@ export class LinkBucket implements KvBucket {
       setImmediate(() => {
         if (this.link.loseWatchEvent?.(event)) return;
         if (this.link.down || backlog.length > 0) backlog.push(event);
-        else handler(event);
+        else handler(this.offset(event));
       });
     });
     return {
@@ -148,5 +151,10 @@ export class LinkBucket implements KvBucket {
         inner.unsubscribe();
       },
     };
+  }
+
+  private offset(event: KvWatchEvent): KvWatchEvent {
+    const by = this.link.revisionOffset;
+    return event.op === 'put' ? { op: 'put', entry: { ...event.entry, revision: event.entry.revision + by } } : { ...event, revision: event.revision + by };
   }
 }

@@ -680,4 +680,22 @@ describe('shard leases', () => {
     await cluster.expectStable(THREE);
     expect(cluster.violations).toEqual([]);
   });
+
+  it('leases - after the bucket lost its last writes, revisions lower than those remembered, every node serves its shards again', async () => {
+    const cluster = await Cluster.create([]);
+    for (const id of THREE) await cluster.add(id, undefined, (link) => (link.revisionOffset = 1_000));
+    await cluster.settle();
+    await cluster.expectStable(THREE);
+    // The whole NATS cluster goes down; what comes back numbers its writes from lower revisions.
+    for (const id of THREE) cluster.node(id).link.down = true;
+    const downAt = cluster.clock.t;
+    while (cluster.clock.t - downAt < deadAfterMs) await cluster.round(THREE);
+    for (const id of THREE) expect(cluster.node(id).leases.heldShards, id).toEqual([]);
+    for (const id of THREE) cluster.node(id).link.revisionOffset = 0;
+    for (const id of THREE) cluster.node(id).link.down = false;
+    await cluster.settle(THREE, 12);
+    await cluster.expectStable(THREE);
+    expect(cluster.violations).toEqual([]);
+  });
 });
+
