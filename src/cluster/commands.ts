@@ -29,8 +29,10 @@ export type ShardReply =
 
 /** One message to one gateway: the statuses due to each of its connections, and kicks. */
 export interface GatewayDelivery {
-  /** `[connId, statuses oldest first]` */
-  pushes?: Array<[string, UserStatus[]]>;
+  /** Each status pushed in this message, once, however many connections it goes to. */
+  statuses?: UserStatus[];
+  /** `[connId, indexes into statuses, oldest first]` */
+  pushes?: Array<[string, number[]]>;
   /** `[connId, error code]`: tell the device why, then close its socket. */
   kicks?: Array<[string, number]>;
 }

@@ -5,14 +5,18 @@ import { subjects } from './subjects.js';
 import type { Transport } from './transport/types.js';
 
 interface Pending {
-  pushes: Map<string, UserStatus[]>;
+  statuses: UserStatus[];
+  /** Index of each status object in `statuses`: a change fanned out to many watchers is one object. */
+  indexOf: Map<UserStatus, number>;
+  pushes: Map<string, number[]>;
   kicks: Array<[string, number]>;
 }
 
 /**
  * Collects everything due to each gateway during one tick and sends it as one
  * message per gateway, so a burst of changes costs one publish per gateway, not
- * one per connection and change.
+ * one per connection and change. A status going to many connections is in the
+ * message once, and the gateway encodes its frame once.
  */
 export class DeliveryBatcher {
   private pending = new Map<string, Pending>();
@@ -22,9 +26,14 @@ export class DeliveryBatcher {
 
   push(gatewayId: string, connId: string, status: UserStatus): void {
     const pending = this.pendingFor(gatewayId);
+    let index = pending.indexOf.get(status);
+    if (index === undefined) {
+      index = pending.statuses.push(status) - 1;
+      pending.indexOf.set(status, index);
+    }
     const list = pending.pushes.get(connId);
-    if (list) list.push(status);
-    else pending.pushes.set(connId, [status]);
+    if (list) list.push(index);
+    else pending.pushes.set(connId, [index]);
   }
 
   kick(gatewayId: string, connId: string, code: number): void {
@@ -36,9 +45,12 @@ export class DeliveryBatcher {
     this.scheduled = false;
     const pending = this.pending;
     this.pending = new Map();
-    for (const [gatewayId, { pushes, kicks }] of pending) {
+    for (const [gatewayId, { statuses, pushes, kicks }] of pending) {
       const message: GatewayDelivery = {};
-      if (pushes.size) message.pushes = [...pushes];
+      if (pushes.size) {
+        message.statuses = statuses;
+        message.pushes = [...pushes];
+      }
       if (kicks.length) message.kicks = kicks;
       this.transport.publish(subjects.gatewayOut(gatewayId), encode(message));
     }
@@ -46,7 +58,7 @@ export class DeliveryBatcher {
 
   private pendingFor(gatewayId: string): Pending {
     let pending = this.pending.get(gatewayId);
-    if (!pending) this.pending.set(gatewayId, (pending = { pushes: new Map(), kicks: [] }));
+    if (!pending) this.pending.set(gatewayId, (pending = { statuses: [], indexOf: new Map(), pushes: new Map(), kicks: [] }));
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.flush());

@@ -1,9 +1,10 @@
 import { Packr } from 'msgpackr';
 import type { WebSocket } from 'ws';
-import type { UserStatus } from '../actors/types.js';
 import type { ServerFrame, WireError } from '../protocol.js';
 
 const packr = new Packr({ useRecords: false });
+
+export const encodeFrame = (frame: ServerFrame): Uint8Array => packr.pack(frame);
 
 export interface LoginState {
   sdkAppID: number;
@@ -11,10 +12,7 @@ export interface LoginState {
   deviceId: string;
 }
 
-/**
- * One device socket: what it is logged in as, its heartbeat timer, and the pushes
- * waiting for the end of the tick so that each socket gets one frame per tick.
- */
+/** One device socket: what it is logged in as, and its heartbeat timer. */
 export class Connection {
   login: LoginState | undefined;
   closed = false;
@@ -23,7 +21,6 @@ export class Connection {
   lastHeartbeatForwardedAt = 0;
   /** Requests of one socket run one after another, so a device sees its calls applied in order. */
   queue: Promise<unknown> = Promise.resolve();
-  private pushes: UserStatus[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -33,17 +30,16 @@ export class Connection {
   ) {}
 
   send(frame: ServerFrame): void {
-    if (this.closed) return;
-    this.socket.send(packr.pack(frame));
+    this.sendEncoded(encodeFrame(frame));
+  }
+
+  /** Sends a frame already encoded (the same bytes may go to many sockets). */
+  sendEncoded(frame: Uint8Array): void {
+    if (!this.closed) this.socket.send(frame);
   }
 
   fail(id: number, error: WireError): void {
     this.send({ t: 'res', id, ok: false, error });
-  }
-
-  queuePush(statuses: UserStatus[]): void {
-    if (this.pushes.length === 0) setImmediate(() => this.flushPushes());
-    for (const status of statuses) this.pushes.push(status);
   }
 
   /** (Re)starts the timer after which a silent device counts as dropped. */
@@ -62,11 +58,5 @@ export class Connection {
   markClosed(): void {
     this.closed = true;
     clearTimeout(this.heartbeatTimer);
-  }
-
-  private flushPushes(): void {
-    const list = this.pushes;
-    this.pushes = [];
-    if (list.length) this.send({ t: 'push', list });
   }
 }

@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 import { CloseCode, MAX_FRAME_BYTES, OPERATIONS, type ClientFrame, type LoginResult } from '../protocol.js';
 import { Connection } from './connection.js';
+import { PushQueue } from './pushQueue.js';
 import { FrameError, listArg, parseFrame, validateCustomStatus, validateLogin, validateUserIDList } from './validate.js';
 
 /** Frames above this are not even read by `ws`: the socket closes with 1009. */
@@ -48,6 +49,7 @@ export interface GatewayDeps {
 export class Gateway {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: HARD_FRAME_LIMIT });
   private readonly connections = new Map<string, Connection>();
+  private readonly pushes = new PushQueue();
   private delivery: Subscription | undefined;
   private draining = false;
 
@@ -305,11 +307,12 @@ export class Gateway {
   }
 
   private deliver(message: GatewayDelivery): void {
-    for (const [connId, statuses] of message.pushes ?? []) {
+    const statuses = message.statuses ?? [];
+    for (const [connId, indexes] of message.pushes ?? []) {
       const connection = this.connections.get(connId);
       if (!connection) continue;
-      connection.queuePush(statuses);
-      this.deps.metrics?.notifications.inc(statuses.length);
+      for (const i of indexes) this.pushes.add(connection, statuses[i]!);
+      this.deps.metrics?.notifications.inc(indexes.length);
     }
     for (const [connId, code] of message.kicks ?? []) {
       const connection = this.connections.get(connId);

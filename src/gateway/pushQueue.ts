@@ -1,0 +1,40 @@
+import type { UserStatus } from '../actors/types.js';
+import { encodeFrame, type Connection } from './connection.js';
+
+/**
+ * The pushes due to each socket during one tick, sent when the tick ends as one
+ * frame per socket. A change fanned out to many watchers reaches the gateway as one
+ * status object, so its frame is encoded once and the same bytes go to every socket
+ * that gets only it.
+ */
+export class PushQueue {
+  private pending = new Map<Connection, UserStatus[]>();
+  private scheduled = false;
+
+  add(connection: Connection, status: UserStatus): void {
+    const list = this.pending.get(connection);
+    if (list) list.push(status);
+    else this.pending.set(connection, [status]);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    const pending = this.pending;
+    this.pending = new Map();
+    this.scheduled = false;
+    const shared = new Map<UserStatus, Uint8Array>();
+    for (const [connection, list] of pending) {
+      if (list.length > 1) {
+        connection.sendEncoded(encodeFrame({ t: 'push', list }));
+        continue;
+      }
+      const status = list[0]!;
+      let frame = shared.get(status);
+      if (!frame) shared.set(status, (frame = encodeFrame({ t: 'push', list })));
+      connection.sendEncoded(frame);
+    }
+  }
+}

@@ -1,0 +1,72 @@
+import { unpack } from 'msgpackr';
+import type { WebSocket } from 'ws';
+import { describe, expect, it } from 'vitest';
+import type { UserStatus } from '../../src/actors/types.js';
+import { decode } from '../../src/cluster/codec.js';
+import type { GatewayDelivery } from '../../src/cluster/commands.js';
+import { DeliveryBatcher } from '../../src/cluster/delivery.js';
+import { subjects } from '../../src/cluster/subjects.js';
+import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
+import { Connection } from '../../src/gateway/connection.js';
+import { PushQueue } from '../../src/gateway/pushQueue.js';
+
+const status = (userID: string, version: number): UserStatus =>
+  ({ userID, statusType: 1, customStatus: `v${version}`, version, lastSeenAt: 0 }) as unknown as UserStatus;
+
+const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** A connection whose socket records the frames it was given. */
+function recordingConnection(connId: string) {
+  const frames: Uint8Array[] = [];
+  const connection = new Connection(connId, { send: (frame: Uint8Array) => frames.push(frame) } as unknown as WebSocket, () => undefined);
+  return { connection, frames };
+}
+
+describe('delivery', () => {
+  it('delivery - a status fanned out to 50 connections of a gateway is in its message once', async () => {
+    const transport = new EmbeddedTransport();
+    const messages: GatewayDelivery[] = [];
+    transport.subscribe(subjects.gatewayOut('gw-1'), (data) => messages.push(decode<GatewayDelivery>(data)));
+    const batcher = new DeliveryBatcher(transport);
+    const change = status('alice', 7);
+    const other = status('bob', 3);
+    for (let i = 0; i < 50; i++) batcher.push('gw-1', `c${i}`, change);
+    batcher.push('gw-1', 'c0', other);
+    batcher.flush();
+    await nextTick();
+    expect(messages).toHaveLength(1);
+    const [message] = messages;
+    expect(message!.statuses).toEqual([change, other]);
+    expect(message!.pushes).toHaveLength(50);
+    expect(new Map(message!.pushes)).toEqual(new Map([['c0', [0, 1]], ...Array.from({ length: 49 }, (_, i) => [`c${i + 1}`, [0]] as [string, number[]])]));
+    await transport.close();
+  });
+
+  it('delivery - each socket gets one frame per tick; sockets getting only the same status share its encoded bytes', async () => {
+    const queue = new PushQueue();
+    const a = recordingConnection('a');
+    const b = recordingConnection('b');
+    const c = recordingConnection('c');
+    const change = status('alice', 7);
+    const later = status('bob', 2);
+    queue.add(a.connection, change);
+    queue.add(b.connection, change);
+    queue.add(c.connection, change);
+    queue.add(c.connection, later);
+    expect(a.frames).toEqual([]); // sent when the tick ends
+    await nextTick();
+    expect([a.frames.length, b.frames.length, c.frames.length]).toEqual([1, 1, 1]);
+    expect(a.frames[0]).toBe(b.frames[0]);
+    expect(unpack(a.frames[0]!)).toEqual({ t: 'push', list: [change] });
+    expect(unpack(c.frames[0]!)).toEqual({ t: 'push', list: [change, later] });
+  });
+
+  it('delivery - a socket closed before the tick ends is sent nothing', async () => {
+    const queue = new PushQueue();
+    const a = recordingConnection('a');
+    queue.add(a.connection, status('alice', 1));
+    a.connection.markClosed();
+    await nextTick();
+    expect(a.frames).toEqual([]);
+  });
+});
