@@ -256,6 +256,9 @@ export function createPresenceMachine(clock: Clock = systemClock) {
         },
         on: {
           LOGIN: [
+            // The same login again (the router resends it when the node it went to died after
+            // persisting it): answered again, and the connection is not kicked as its own replacement.
+            { guard: 'isKnownConnection', target: 'online', reenter: true, actions: ['addDevice', 'replyOk'] },
             {
               guard: ({ context, event }) => event.deviceId in context.devices,
               target: 'online',

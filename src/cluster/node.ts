@@ -115,7 +115,15 @@ export class PresenceNode implements AdminBackend {
     this.friends = new FriendStore(friends);
     this.users = new UserStore(users, statuses);
     this.revocations = new RevocationStore(revocations);
-    this.router = new ShardRouter(t);
+    this.router = new ShardRouter(t, {
+      // A request to another node is sent again if that node dies before answering.
+      holderOf: (shard) => {
+        const claim = this.leases?.claimOf(shard);
+        const membership = this.membership;
+        if (!claim || !membership || claim.nodeId === this.nodeId) return undefined;
+        return () => membership.isAlive(claim.nodeId, claim.incarnation);
+      },
+    });
     const delivery = new DeliveryBatcher(t);
     const cluster = this.options.cluster;
     const active = cluster ? await t.kv(BUCKETS.active) : undefined;

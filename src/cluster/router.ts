@@ -14,30 +14,71 @@ export interface RouterOptions {
   requestTimeoutMs?: number;
   /** How long "no responders" (the shard is between owners) is retried before 6012. */
   unownedRetryMs?: number;
+  /**
+   * Whether the node holding `shard`'s claim (as this node knows it) is still alive, as a
+   * probe to call later; undefined when this node holds it or on a single node.
+   */
+  holderOf?: (shard: number) => (() => boolean) | undefined;
+  /** How often the holders of the shards with requests in flight are checked. Default 250 ms. */
+  holderCheckMs?: number;
+}
+
+/**
+ * Commands sent again when the node they went to dies before answering. The new owner
+ * runs them on the state the dead one persisted, where a repeat changes nothing: a login
+ * on the same connection is answered again, a status already set is left, a device gone
+ * stays gone. A logout is not: repeated, it would answer "not logged in".
+ */
+const RESENT_ON_OWNER_DEATH = new Set<ShardCommand['op']>([
+  'login',
+  'heartbeat',
+  'disconnect',
+  'setCustomStatus',
+  'query',
+  'subscribe',
+  'unsubscribe',
+  'kick',
+  'inspect',
+]);
+
+const HOLDER_DIED = Symbol('holder died');
+
+interface Watched {
+  alive: () => boolean;
+  died: () => void;
 }
 
 /**
  * Sends a command to whichever node owns the user's shard. While a shard moves it
  * has no owner for a moment: that is retried with jittered backoff for a bounded
- * time, then answered 6012 like any other timeout.
+ * time, then answered 6012 like any other timeout. A request whose owner dies before
+ * answering is sent again once this node sees it dead, instead of waiting out the
+ * request timeout.
  */
 export class ShardRouter {
   private readonly requestTimeoutMs: number;
   private readonly unownedRetryMs: number;
+  private readonly watched = new Set<Watched>();
+  private checkTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly transport: Transport, options: RouterOptions = {}) {
+  constructor(private readonly transport: Transport, private readonly options: RouterOptions = {}) {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
     this.unownedRetryMs = options.unownedRetryMs ?? 12_000;
   }
 
   async send(command: ShardCommand): Promise<ShardReply> {
-    const subject = subjects.shardCommand(shardOf(command.app, command.user));
+    const shard = shardOf(command.app, command.user);
+    const subject = subjects.shardCommand(shard);
     const data = encode(command);
+    const resendable = RESENT_ON_OWNER_DEATH.has(command.op);
     const giveUpAt = Date.now() + this.unownedRetryMs;
     for (let attempt = 0; ; attempt++) {
       try {
-        const reply = decode<ShardReply>(await this.transport.request(subject, data, { timeoutMs: this.requestTimeoutMs }));
-        if (reply.ok || !reply.moved) return reply;
+        const answer = await this.ask(subject, data, resendable ? this.options.holderOf?.(shard) : undefined);
+        if (answer !== HOLDER_DIED) {
+          const reply = decode<ShardReply>(answer);
+          if (reply.ok || !reply.moved) return reply;
+        }
       } catch (error) {
         if (error instanceof RequestTimeoutError) return timedOut(`the owner of ${command.user} did not answer in ${this.requestTimeoutMs} ms`);
         if (!(error instanceof NoRespondersError)) throw error;
@@ -46,6 +87,36 @@ export class ShardRouter {
       if (Date.now() + delay > giveUpAt) return timedOut(`no node serves the shard of ${command.user} right now; retry`);
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
+  }
+
+  /** One request; settles early with HOLDER_DIED if `alive` turns false before the answer. */
+  private ask(subject: string, data: Uint8Array, alive: (() => boolean) | undefined): Promise<Uint8Array | typeof HOLDER_DIED> {
+    const request = this.transport.request(subject, data, { timeoutMs: this.requestTimeoutMs });
+    if (!alive) return request;
+    return new Promise((resolve, reject) => {
+      const watch: Watched = { alive, died: () => resolve(HOLDER_DIED) };
+      this.watch(watch);
+      // The abandoned request still ends (answered late or timed out): settling twice is a no-op.
+      void request.then(resolve, reject).finally(() => this.watched.delete(watch));
+    });
+  }
+
+  private watch(watch: Watched): void {
+    this.watched.add(watch);
+    if (this.checkTimer) return;
+    // One timer for every request in flight, running only while there are some.
+    this.checkTimer = setInterval(() => {
+      for (const w of this.watched) {
+        if (w.alive()) continue;
+        this.watched.delete(w);
+        w.died();
+      }
+      if (this.watched.size === 0) {
+        clearInterval(this.checkTimer);
+        this.checkTimer = undefined;
+      }
+    }, this.options.holderCheckMs ?? 250);
+    this.checkTimer.unref?.();
   }
 }
 

@@ -109,6 +109,11 @@ export class ShardLeases {
     return [...this.held.keys()].sort((a, b) => a - b);
   }
 
+  /** The holder of a shard's claim as this node knows it, if any. */
+  claimOf(shard: number): Readonly<Omit<Claim, 'revision'>> | undefined {
+    return this.claims.get(shard);
+  }
+
   /** Current claim holder of every claimed shard, for the cluster view. */
   owners(): Map<number, string> {
     return new Map([...this.claims].map(([shard, claim]) => [shard, claim.nodeId]));

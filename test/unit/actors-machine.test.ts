@@ -493,6 +493,19 @@ describe('machine - same device', () => {
     });
   });
 
+  it('machine - the same login repeated on its own connection is answered again and kicks nobody', () => {
+    const { actor, clock } = makeActor();
+    login(actor, 'd1', 'c1');
+    setStatus(actor, 'd1', 'busy', 'c1');
+    clock.increment(10_000);
+    const res = login(actor, 'd1', 'c1');
+    expect(res.reply).toMatchObject({ ok: true });
+    expect(res.kicks).toEqual([]);
+    expect(res.after).toEqual(res.before);
+    expect(res.after).toMatchObject({ customStatus: 'busy', version: 2 });
+    expect(actor.context.devices.d1).toMatchObject({ connId: 'c1', heartbeatDeadline: T0 + 410_000 });
+  });
+
   it('machine - a login with another deviceId kicks nobody', () => {
     const { actor } = makeActor();
     login(actor, 'd1');

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { decode, encode } from '../../src/cluster/codec.js';
+import type { ShardCommand, ShardReply } from '../../src/cluster/commands.js';
+import { ShardRouter } from '../../src/cluster/router.js';
+import { shardOf } from '../../src/cluster/shards.js';
+import { subjects } from '../../src/cluster/subjects.js';
+import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
+import { ErrorCode } from '../../src/errors.js';
+
+const APP = 1400000001;
+const subjectOf = (user: string) => subjects.shardCommand(shardOf(APP, user));
+const setStatus = (user: string): ShardCommand => ({ op: 'setCustomStatus', app: APP, user, deviceId: 'd1', connId: 'c1', customStatus: 'x' });
+
+/**
+ * A shard whose owner takes a command and dies without answering, and the node that
+ * takes the shard over: `ownerDies()` ends the old owner, as its peers come to see it.
+ */
+function shardMovingAfterADeath(transport: EmbeddedTransport, user: string) {
+  const received = { dead: [] as string[], next: [] as string[] };
+  let ownerAlive = true;
+  let taken: (op: string) => void = () => undefined;
+  const firstCommand = new Promise<string>((resolve) => (taken = resolve));
+  const dead = transport.serve(subjectOf(user), (data) => {
+    received.dead.push(decode<ShardCommand>(data).op);
+    taken(decode<ShardCommand>(data).op);
+    return new Promise<Uint8Array>(() => undefined); // never answers: the process is gone
+  });
+  return {
+    received,
+    firstCommand,
+    alive: () => ownerAlive,
+    ownerDies() {
+      ownerAlive = false;
+      dead.unsubscribe();
+      transport.serve(subjectOf(user), async (data) => {
+        received.next.push(decode<ShardCommand>(data).op);
+        return encode({ ok: true, status: { userID: user } } as unknown as ShardReply);
+      });
+    },
+  };
+}
+
+describe('shard router', () => {
+  it('router - a command whose owner dies before answering is sent again to the next owner', async () => {
+    const transport = new EmbeddedTransport();
+    const shard = shardMovingAfterADeath(transport, 'alice');
+    // The request timeout is far beyond the test's own: only a resend can answer in time.
+    const router = new ShardRouter(transport, { requestTimeoutMs: 600_000, holderOf: () => shard.alive, holderCheckMs: 5 });
+    const reply = router.send(setStatus('alice'));
+    await shard.firstCommand;
+    shard.ownerDies();
+    expect(await reply).toMatchObject({ ok: true });
+    expect(shard.received).toEqual({ dead: ['setCustomStatus'], next: ['setCustomStatus'] });
+    await transport.close();
+  });
+
+  it('router - a logout is not sent again: it waits for its answer and times out', async () => {
+    const transport = new EmbeddedTransport();
+    const shard = shardMovingAfterADeath(transport, 'bob');
+    const router = new ShardRouter(transport, { requestTimeoutMs: 300, holderOf: () => shard.alive, holderCheckMs: 5 });
+    const reply = router.send({ op: 'logout', app: APP, user: 'bob', deviceId: 'd1', connId: 'c1' });
+    await shard.firstCommand;
+    shard.ownerDies();
+    expect(await reply).toMatchObject({ ok: false, error: { code: ErrorCode.REQUEST_TIMEOUT } });
+    expect(shard.received).toEqual({ dead: ['logout'], next: [] });
+    await transport.close();
+  });
+
+  it('router - a command to a live owner is answered once, by it', async () => {
+    const transport = new EmbeddedTransport();
+    const seen: string[] = [];
+    transport.serve(subjectOf('carol'), async (data) => {
+      seen.push(decode<ShardCommand>(data).op);
+      return encode({ ok: true } as ShardReply);
+    });
+    const router = new ShardRouter(transport, { holderOf: () => () => true, holderCheckMs: 5 });
+    expect(await router.send(setStatus('carol'))).toMatchObject({ ok: true });
+    expect(seen).toEqual(['setCustomStatus']);
+    await transport.close();
+  });
+});
