@@ -140,6 +140,15 @@ export function phaseTable(r: Results): string {
     x.natsServerCpuSeconds === null ? '—' : `${num((x.natsServerCpuSeconds / x.wallSeconds) * 100)} %`,
   ];
   const lat = (l: { p50Ms: number; p99Ms: number; p999Ms: number }) => `${num(l.p50Ms, 2)} / ${num(l.p99Ms, 2)} / ${num(l.p999Ms, 2)}`;
+  const stormRow = (label: string, storm: StormPhase) => [
+    label,
+    num(storm.wallSeconds, 2),
+    `${num(storm.statusChanges)} changes → ${num(storm.notificationsDelivered)} notifs`,
+    `${num(storm.notificationsPerSecond)} notifs/s`,
+    lat(storm.notificationLatency),
+    ...cpu(storm),
+    num(storm.cpuUsPerNotification, 2),
+  ];
   const rows: string[][] = [
     ['phase', 'wall s', 'work', 'throughput', 'latency p50 / p99 / p99.9 ms', 'server CPU', 'drivers CPU', 'nats-server CPU', 'server µs/notif'],
     [
@@ -163,32 +172,8 @@ export function phaseTable(r: Results): string {
       ...cpu(p.subscribe),
       '—',
     ],
-    ...(p.burst
-      ? [
-          [
-            'burst storm',
-            num(p.burst.wallSeconds, 2),
-            `${num(p.burst.statusChanges)} changes → ${num(p.burst.notificationsDelivered)} notifs`,
-            `${num(p.burst.notificationsPerSecond)} notifs/s`,
-            lat(p.burst.notificationLatency),
-            ...cpu(p.burst),
-            num(p.burst.cpuUsPerNotification, 2),
-          ],
-        ]
-      : []),
-    ...(p.paced
-      ? [
-          [
-            `paced storm ${num(p.paced.offeredNotificationsPerSecond)}/s`,
-            num(p.paced.wallSeconds, 2),
-            `${num(p.paced.statusChanges)} changes → ${num(p.paced.notificationsDelivered)} notifs`,
-            `${num(p.paced.notificationsPerSecond)} notifs/s`,
-            lat(p.paced.notificationLatency),
-            ...cpu(p.paced),
-            num(p.paced.cpuUsPerNotification, 2),
-          ],
-        ]
-      : []),
+    ...(p.burst ? [stormRow('burst storm', p.burst)] : []),
+    ...(p.paced ? [stormRow(`paced storm ${num(p.paced.offeredNotificationsPerSecond)}/s`, p.paced)] : []),
     ...(p.drop
       ? [
           [

@@ -126,17 +126,6 @@ export interface ClusterView {
   nodes: ClusterNodeView[];
 }
 
-/** `"0-2,5"` → [0, 1, 2, 5]. */
-export function expandRanges(text: string | undefined): number[] {
-  const shards: number[] = [];
-  for (const part of (text ?? '').split(',')) {
-    if (!part) continue;
-    const [a, b] = part.split('-').map(Number);
-    for (let s = a!; s <= (b ?? a!); s++) shards.push(s);
-  }
-  return shards;
-}
-
 /** Whether a view shows exactly `nodeIds` serving every shard between them, each some. */
 export function isBalanced(view: ClusterView, nodeIds: string[]): boolean {
   if ((view.unownedShards ?? 0) !== 0) return false;

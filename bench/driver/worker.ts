@@ -10,6 +10,7 @@ import type { UserStatus } from '../../src/actors/types.js';
 import { friendsOf, subscriptionTargets, userID, userIndex, type Workload } from '../graph.js';
 import { nowUs } from '../procStat.js';
 import { Histogram, type HistogramData } from '../stats.js';
+import { CallTally } from './callTally.js';
 import { LeanSocket, type Answer } from './leanSocket.js';
 
 export interface DriverInit {
@@ -140,59 +141,40 @@ const handlers: Record<string, (args: Record<string, unknown>) => Promise<unknow
     const concurrency = Number(args.concurrency ?? 200);
     // UserSigs are made before the clock starts: the storm measures the service, not HMACs here.
     const sigs = new Map(mine.map((i) => [i, genUserSig({ sdkAppID, secretKey, userID: userID(i), expire: 86_400 })]));
-    const hist = new Histogram();
-    let ok = 0;
-    let failed = 0;
-    const errors: string[] = [];
-    const startUs = nowUs();
+    const tally = new CallTally();
     await pool(mine, concurrency, async (i) => {
       const t0 = nowUs();
       const socket = new LeanSocket(i, userID(i), events);
       try {
         await socket.connect(urls[i % urls.length]!);
       } catch (error) {
-        failed++;
-        if (errors.length < 5) errors.push((error as Error).message);
+        tally.failedWith((error as Error).message);
         return;
       }
       sockets.set(i, socket);
       const answer = await socket.request('login', { sdkAppID, userID: userID(i), userSig: sigs.get(i), deviceId: `bench-${i}`, platform: 'linux' });
-      if (answer.ok) {
-        ok++;
-        hist.record(nowUs() - t0);
-      } else {
-        failed++;
-        if (errors.length < 5) errors.push(errorText(answer));
-      }
+      if (answer.ok) tally.succeeded(t0);
+      else tally.failedWith(errorText(answer));
     });
-    return { ok, failed, errors, startUs, endUs: nowUs(), hist: hist.toJSON() };
+    return tally.result();
   },
 
   /** Subscribes every user of this driver to its S targets (friends come from the admin API). */
   async subscribe(args) {
     const concurrency = Number(args.concurrency ?? 200);
     const perCall = Number(args.maxPerCall ?? 100);
-    const hist = new Histogram();
-    let ok = 0;
-    let failed = 0;
-    const errors: string[] = [];
-    const startUs = nowUs();
+    const tally = new CallTally();
     await pool(mine, concurrency, async (i) => {
       const socket = sockets.get(i);
       const targets = subscriptionTargets(init!.workload, i).map(userID);
       for (let from = 0; from < targets.length; from += perCall) {
         const t0 = nowUs();
         const answer = socket ? await socket.request('subscribeUserStatus', { userIDList: targets.slice(from, from + perCall) }) : undefined;
-        if (answer?.ok) {
-          ok++;
-          hist.record(nowUs() - t0);
-        } else {
-          failed++;
-          if (errors.length < 5) errors.push(answer ? errorText(answer) : 'no socket');
-        }
+        if (answer?.ok) tally.succeeded(t0);
+        else tally.failedWith(answer ? errorText(answer) : 'no socket');
       }
     });
-    return { ok, failed, errors, startUs, endUs: nowUs(), hist: hist.toJSON() };
+    return tally.result();
   },
 
   async counters() {
@@ -324,18 +306,19 @@ let natsSub: { nc: NatsConnection; count: number; firstUs: number; lastUs: numbe
 /** Round-robin custom-status changes over this driver's open sockets, one in flight per socket. */
 async function storm(opts: { tag: string; durationMs: number; window: number; ratePerSec?: number }) {
   const users = mine.filter((i) => sockets.get(i)?.open).map((i) => sockets.get(i)!);
-  const ackHist = new Histogram();
+  const tally = new CallTally();
   let sent = 0;
-  let acked = 0;
-  let failed = 0;
   let skipped = 0;
   let inflight = 0;
   let cursor = 0;
   let lastAckUs = 0;
-  const errors: string[] = [];
-  const startUs = nowUs();
+  const { startUs } = tally;
   const endUs = startUs + opts.durationMs * 1000;
-  if (!users.length) return { sent, acked, failed, skipped, startUs, stopUs: startUs, lastAckUs: startUs, errors, ack: ackHist.toJSON() };
+  const outcome = (stopUs: number) => ({ sent, acked: tally.ok, failed: tally.failed, skipped, startUs, stopUs, lastAckUs, errors: tally.errors, ack: tally.hist.toJSON() });
+  if (!users.length) {
+    lastAckUs = startUs;
+    return outcome(startUs);
+  }
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
   let stopped = false;
@@ -354,13 +337,9 @@ async function storm(opts: { tag: string; durationMs: number; window: number; ra
         inflight--;
         const now = nowUs();
         if (answer.ok) {
-          acked++;
-          ackHist.record(now - t0);
+          tally.succeeded(t0, now);
           lastAckUs = now;
-        } else {
-          failed++;
-          if (errors.length < 5) errors.push(errorText(answer));
-        }
+        } else tally.failedWith(errorText(answer));
         if (opts.ratePerSec === undefined && !stopped) pump();
         if (stopped && inflight === 0) finish();
       });
@@ -400,7 +379,7 @@ async function storm(opts: { tag: string; durationMs: number; window: number; ra
     tick();
   }
   await finished;
-  return { sent, acked, failed, skipped, startUs, stopUs: nowUs(), lastAckUs, errors, ack: ackHist.toJSON() };
+  return outcome(nowUs());
 }
 
 /** One write of a failover writer, as the failover phase reads it back. */

@@ -9,7 +9,8 @@ import { shardOf } from '../../src/cluster/shards.js';
 import type { WriteRecord } from '../driver/worker.js';
 import { userID } from '../graph.js';
 import { nowUs } from '../procStat.js';
-import { expandRanges, waitBalanced, type ClusterView } from '../servers.js';
+import { expandRanges } from '../../src/cluster/shardRanges.js';
+import { waitBalanced, type ClusterView } from '../servers.js';
 import { meter, round, sleep, type Ctx, type PhaseCost } from './context.js';
 
 export interface FailoverPhase extends PhaseCost {

@@ -15,6 +15,7 @@ import { DeliveryBatcher } from './delivery.js';
 import { FanOut } from './fanout.js';
 import { DEFAULT_MEMBERSHIP_TIMING, Membership, type MembershipTiming } from './membership.js';
 import { ShardRouter } from './router.js';
+import { compactRanges } from './shardRanges.js';
 import { ShardLeases } from './shardLeases.js';
 import { SHARD_COUNT } from './shards.js';
 import { ShardHost } from './shardHost.js';
@@ -332,16 +333,4 @@ export class PresenceNode implements AdminBackend {
       nodes,
     };
   }
-}
-
-/** `[0,1,2,5]` → `"0-2,5"`: shard lists stay readable in the cluster view. */
-function compactRanges(shards: number[]): string {
-  const parts: string[] = [];
-  for (let i = 0; i < shards.length; ) {
-    let j = i;
-    while (j + 1 < shards.length && shards[j + 1] === shards[j]! + 1) j++;
-    parts.push(i === j ? `${shards[i]}` : `${shards[i]}-${shards[j]}`);
-    i = j + 1;
-  }
-  return parts.join(',');
 }

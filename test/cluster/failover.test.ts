@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PresenceClient, UserStatusType, type UserStatus } from '../../src/client/index.js';
 import { shardOf } from '../../src/cluster/shards.js';
+import { expandRanges } from '../../src/cluster/shardRanges.js';
 import { AdminClient } from '../support/admin.js';
 import { TestDevice } from '../support/clients.js';
 import { isBalanced, startClusterDeployment, type ClusterDeployment, type ClusterView, type TestApp } from '../support/deployment.js';
@@ -183,12 +184,7 @@ async function balancedVia(via: NodeProcess, expected: number, timeoutMs: number
 async function ownerOf(userID: string, via: NodeProcess, sdkAppID = app.sdkAppID): Promise<string> {
   const shard = shardOf(sdkAppID, userID);
   const view = (await new AdminClient(via.httpUrl, deployment.adminKey).cluster()) as unknown as ClusterView;
-  const owner = view.nodes.find((n) =>
-    n.ownedShards.split(',').some((range) => {
-      const [from, to = from] = range.split('-').map(Number);
-      return shard >= from! && shard <= to!;
-    }),
-  );
+  const owner = view.nodes.find((n) => expandRanges(n.ownedShards).includes(shard));
   if (!owner) throw new Error(`no owner of shard ${shard}`);
   return owner.nodeId;
 }

@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { genUserSig } from '../../src/auth/index.js';
 import { desiredOwner } from '../../src/cluster/rendezvous.js';
+import { expandRanges } from '../../src/cluster/shardRanges.js';
 import { AdminClient, type AppSettings } from './admin.js';
 import { startNatsCluster, type NatsCluster } from './natsContainers.js';
 import { startNodeProcess, type NodeProcess } from './nodeProcess.js';
@@ -63,15 +64,6 @@ export interface ClusterView {
   shardCount: number;
   unownedShards: number;
   nodes: Array<{ nodeId: string; shards: number; ownedShards: string; actors?: number }>;
-}
-
-/** `"0-2,5"` → `[0,1,2,5]`: the cluster view's shard lists. */
-export function expandRanges(ranges: string): number[] {
-  if (!ranges) return [];
-  return ranges.split(',').flatMap((part) => {
-    const [from, to = from] = part.split('-').map(Number) as [number, number?];
-    return Array.from({ length: to! - from + 1 }, (_, i) => from + i);
-  });
 }
 
 /**

@@ -161,6 +161,12 @@ class Cluster {
     this.checkServing();
   }
 
+  /** Rounds of `ids` until the clock has moved `ms` on from now. */
+  async roundsFor(ms: number, ids: string[] = this.live): Promise<void> {
+    const from = this.clock.t;
+    while (this.clock.t - from < ms) await this.round(ids);
+  }
+
   /** Every one of `ids` publishes a heartbeat, with no step: as happens within `renewMs` of a start. */
   async announce(ids: string[] = this.live): Promise<void> {
     await Promise.all(ids.map((id) => this.node(id).membership.renew().catch(() => undefined)));
@@ -379,7 +385,7 @@ describe('shard leases', () => {
     const mark = a.server.calls.length;
     a.link.down = true;
     const frozenAt = cluster.clock.t;
-    while (cluster.clock.t - frozenAt < fenceAfterMs) await cluster.round(THREE);
+    await cluster.roundsFor(fenceAfterMs, THREE);
     expect(a.server.callsOf('drop', mark)).toHaveLength(held.length);
     a.link.down = false;
     await cluster.settle(THREE, 3);
@@ -395,8 +401,7 @@ describe('shard leases', () => {
     const movingToD = a.leases.heldShards.filter((s) => desiredOwner(s, [...THREE, 'node-d']) === 'node-d');
     expect(movingToD.length).toBeGreaterThan(0);
     a.link.down = true;
-    const frozenAt = cluster.clock.t;
-    while (cluster.clock.t - frozenAt < fenceAfterMs) await cluster.round(THREE);
+    await cluster.roundsFor(fenceAfterMs, THREE);
     expect(a.leases.heldShards).toEqual([]);
     // While node-a is fenced (and before anyone judges it dead) node-d joins, then node-a's link comes back.
     await cluster.add('node-d');
@@ -672,8 +677,7 @@ describe('shard leases', () => {
     // Every change of this claim after node-a's own is lost to it: it remembers holding it.
     a.link.loseWatchEvent = (event) => (event.op === 'delete' ? event.key : event.entry.key) === `shard.${shard}`;
     a.link.down = true;
-    const frozenAt = cluster.clock.t;
-    while (cluster.clock.t - frozenAt < deadAfterMs + 3 * renewMs) await cluster.round(THREE);
+    await cluster.roundsFor(deadAfterMs + 3 * renewMs, THREE);
     expect(await cluster.claimHolder(shard)).not.toBe('node-a');
     a.link.down = false;
     await cluster.settle(THREE, 8);
@@ -688,8 +692,7 @@ describe('shard leases', () => {
     await cluster.expectStable(THREE);
     // The whole NATS cluster goes down; what comes back numbers its writes from lower revisions.
     for (const id of THREE) cluster.node(id).link.down = true;
-    const downAt = cluster.clock.t;
-    while (cluster.clock.t - downAt < deadAfterMs) await cluster.round(THREE);
+    await cluster.roundsFor(deadAfterMs, THREE);
     for (const id of THREE) expect(cluster.node(id).leases.heldShards, id).toEqual([]);
     for (const id of THREE) cluster.node(id).link.revisionOffset = 0;
     for (const id of THREE) cluster.node(id).link.down = false;
