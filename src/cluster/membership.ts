@@ -1,6 +1,7 @@
 import type { Clock } from '../actors/machine.js';
 import { decode, encode } from './codec.js';
 import { subjects } from './subjects.js';
+import { NoRespondersError, TransportClosedError } from './transport/errors.js';
 import type { Subscription, Transport } from './transport/types.js';
 
 /** What a node announces about itself in every heartbeat. */
@@ -24,15 +25,26 @@ export interface MembershipTiming {
   deadAfterMs: number;
   /** A node that has not heard its own heartbeat back for this long stops serving: before `deadAfterMs`. */
   fenceAfterMs: number;
+  /**
+   * A node not heard from for this long is asked directly; if NATS answers that nobody
+   * listens on its probe subject, its connection is gone (a killed process) and it is
+   * dead without waiting for `deadAfterMs`.
+   */
+  probeAfterMs: number;
 }
 
-export const DEFAULT_MEMBERSHIP_TIMING: MembershipTiming = { renewMs: 500, deadAfterMs: 3_000, fenceAfterMs: 2_000 };
+export const DEFAULT_MEMBERSHIP_TIMING: MembershipTiming = { renewMs: 500, deadAfterMs: 3_000, fenceAfterMs: 2_000, probeAfterMs: 600 };
+
+/** How long a probe waits for its answer: a node that does not answer in time is left to `deadAfterMs`. */
+const PROBE_TIMEOUT_MS = 1_000;
 
 /**
  * `fenced` is set while the sender cannot hear itself: it serves nothing, so the
  * others must not count its heartbeat as a renewed lease (else a node that can
  * publish but not receive would keep its shards unserved for as long as it lasts).
  */
+const EMPTY = new Uint8Array(0);
+
 type Heartbeat =
   | { op: 'alive'; record: MemberRecord; fenced?: boolean }
   | { op: 'leave'; nodeId: string; incarnation: string };
@@ -43,6 +55,11 @@ interface Seen {
   seenAt: number;
   /** It said it left: dead at once, until a heartbeat of a new incarnation. */
   left: boolean;
+  /**
+   * A probe found nobody listening for it after this heartbeat: dead at once, until its
+   * next heartbeat (a connection that came back, as after a NATS server restart).
+   */
+  unreachable?: boolean;
 }
 
 /**
@@ -66,6 +83,10 @@ export class Membership {
   echoes = 0;
   private stopped = false;
   private subscription: Subscription | undefined;
+  private probeResponder: Subscription | undefined;
+  private stopHearingDisconnects: (() => void) | undefined;
+  /** Members with a probe in flight: one at a time each. */
+  private readonly probing = new Set<string>();
   private readonly listeners = new Set<() => void>();
   private conflict: MemberRecord | undefined;
 
@@ -83,6 +104,8 @@ export class Membership {
   /** Starts listening and announces this node; resolves once it heard itself. */
   async start(): Promise<void> {
     this.subscription = this.transport.subscribe(subjects.heartbeats, (data) => this.onHeartbeat(decode<Heartbeat>(data)));
+    this.probeResponder = this.transport.serve(subjects.nodeProbe(this.self.nodeId), () => encode({ incarnation: this.self.incarnation }));
+    this.stopHearingDisconnects = this.transport.onDisconnect?.(() => this.connectionLost());
     await this.transport.flush();
     await this.renew();
     await this.transport.flush();
@@ -148,7 +171,40 @@ export class Membership {
   }
 
   private holdsLease(member: Seen, now: number): boolean {
-    return !member.left && now - Math.max(member.seenAt, this.hearingSince) < this.timing.deadAfterMs;
+    return !member.left && !member.unreachable && now - Math.max(member.seenAt, this.hearingSince) < this.timing.deadAfterMs;
+  }
+
+  /**
+   * Asks every member silent for `probeAfterMs` whether it still listens. Only "no
+   * responders" counts, and only as an answer about the heartbeat last heard: NATS says so
+   * when the member's connection is gone, which a killed process's is at once, while a
+   * frozen or busy one keeps its connection (and its lease, until `deadAfterMs`). An answer
+   * renews nothing: the lease stays the heartbeat's, so a node that cannot hear itself
+   * has fenced itself before anyone takes over.
+   */
+  probeSilent(): void {
+    if (this.stopped || !this.isLive) return;
+    const now = this.clock.now();
+    for (const [nodeId, member] of this.members) {
+      if (this.probing.has(nodeId) || !this.holdsLease(member, now)) continue;
+      if (now - member.seenAt < this.timing.probeAfterMs) continue;
+      this.probing.add(nodeId);
+      void this.probe(nodeId, member).finally(() => this.probing.delete(nodeId));
+    }
+  }
+
+  private async probe(nodeId: string, asked: Seen): Promise<void> {
+    let gone: boolean;
+    try {
+      const answer = decode<{ incarnation: string }>(await this.transport.request(subjects.nodeProbe(nodeId), EMPTY, { timeoutMs: PROBE_TIMEOUT_MS }));
+      gone = answer.incarnation !== asked.record.incarnation;
+    } catch (error) {
+      gone = error instanceof NoRespondersError && !(error instanceof TransportClosedError);
+    }
+    // A heartbeat that came meanwhile is newer than the answer.
+    if (!gone || this.stopped || this.members.get(nodeId) !== asked) return;
+    this.members.set(nodeId, { ...asked, unreachable: true });
+    this.changed();
   }
 
   onChange(listener: () => void): () => void {
@@ -168,6 +224,19 @@ export class Membership {
     this.stopped = true;
     this.lastEchoAt = Number.NEGATIVE_INFINITY;
     this.subscription?.unsubscribe();
+    this.probeResponder?.unsubscribe();
+    this.stopHearingDisconnects?.();
+  }
+
+  /**
+   * The connection to NATS was lost: from now on a probe of this node finds nobody, so the
+   * others may judge it dead at once. It fences itself before they can, until its own
+   * heartbeat comes back over the new connection.
+   */
+  private connectionLost(): void {
+    if (this.stopped || !this.isLive) return;
+    this.lastEchoAt = Number.NEGATIVE_INFINITY;
+    this.changed();
   }
 
   private onHeartbeat(heartbeat: Heartbeat): void {

@@ -50,7 +50,7 @@ export interface PresenceNodeOptions {
     /** No shard is claimed while fewer nodes are in view. Default 1. */
     minView?: number;
     timing?: MembershipTiming;
-    /** Shards claimed or handed over per membership tick. Default 128. */
+    /** Shards claimed or handed over per membership tick (a dead node's all at once). Default 128. */
     maxMovesPerTick?: number;
   };
 }
@@ -88,7 +88,9 @@ export class PresenceNode implements AdminBackend {
   private membership: Membership | undefined;
   private leases: ShardLeases | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  private stepTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
+  /** Ends the ownership steps (their timer and the membership trigger), before a drain. */
+  private stopStepping: (() => void) | undefined;
 
   constructor(options: PresenceNodeOptions = {}) {
     this.options = options;
@@ -124,6 +126,7 @@ export class PresenceNode implements AdminBackend {
         if (!claim || !membership || claim.nodeId === this.nodeId) return undefined;
         return () => membership.isAlive(claim.nodeId, claim.incarnation);
       },
+      onClaimChange: (shard, listener) => this.leases?.onClaimChange(shard, listener) ?? (() => undefined),
     });
     const delivery = new DeliveryBatcher(t);
     const cluster = this.options.cluster;
@@ -226,11 +229,19 @@ export class PresenceNode implements AdminBackend {
         .catch((error) => this.log.error({ err: error }, 'membership heartbeat not sent'));
     await membership.start();
     this.heartbeatTimer = setInterval(renew, timing.renewMs);
+    // Twice per heartbeat period, so a killed node is asked about soon after probeAfterMs.
+    this.probeTimer = setInterval(() => membership.probeSilent(), timing.renewMs / 2);
     await leases.start();
     const step = () => leases.tick().catch((error) => this.log.error({ err: error }, 'ownership step failed'));
+    // A node found dead (or back) is acted on at once, not at the next step.
+    const stopStepOnChange = membership.onChange(() => void step());
     // Phoenix-style stutter: nodes started together do not step in lockstep.
     await new Promise((resolve) => setTimeout(resolve, Math.random() * timing.renewMs * 0.25));
-    this.stepTimer = setInterval(step, timing.renewMs);
+    const stepTimer = setInterval(step, timing.renewMs);
+    this.stopStepping = () => {
+      clearInterval(stepTimer);
+      stopStepOnChange();
+    };
     void step();
   }
 
@@ -243,10 +254,11 @@ export class PresenceNode implements AdminBackend {
     this.ready = false;
     await this.gateway?.close();
     for (const subscription of this.subscriptions) subscription.unsubscribe();
-    clearInterval(this.stepTimer);
+    this.stopStepping?.();
     // Still heartbeating while handing over: a lease lapsing mid-drain would fence the node.
     await this.leases?.releaseAll();
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.probeTimer);
     this.leases?.stop();
     await this.membership?.leave();
     await this.shardHost?.stop();

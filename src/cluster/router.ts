@@ -21,6 +21,11 @@ export interface RouterOptions {
   holderOf?: (shard: number) => (() => boolean) | undefined;
   /** How often the holders of the shards with requests in flight are checked. Default 250 ms. */
   holderCheckMs?: number;
+  /**
+   * Calls the listener when this node learns that `shard`'s claim changed: a command
+   * waiting to retry an unowned shard goes at once instead of at the end of its backoff.
+   */
+  onClaimChange?: (shard: number, listener: () => void) => () => void;
 }
 
 /**
@@ -85,8 +90,22 @@ export class ShardRouter {
       }
       const delay = Math.random() * Math.min(1_000, 25 * 2 ** attempt);
       if (Date.now() + delay > giveUpAt) return timedOut(`no node serves the shard of ${command.user} right now; retry`);
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      // A new claim starts the backoff over: its holder may subscribe a moment after the claim.
+      if (await this.backOff(shard, delay)) attempt = -1;
     }
+  }
+
+  /** Waits `delayMs`, or less if the shard's claim changes meanwhile (then resolves true). */
+  private backOff(shard: number, delayMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(false), delayMs);
+      const stopListening = this.options.onClaimChange?.(shard, () => done(true));
+      function done(claimed: boolean): void {
+        clearTimeout(timer);
+        stopListening?.();
+        resolve(claimed);
+      }
+    });
   }
 
   /** One request; settles early with HOLDER_DIED if `alive` turns false before the answer. */

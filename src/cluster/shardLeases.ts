@@ -32,7 +32,10 @@ export interface ShardLeasesOptions {
   shardCount: number;
   /** No shard is claimed while fewer nodes than this are in view (a node starting alone). */
   minView: number;
-  /** Acquisitions and releases started per tick: a joining or failed node moves gradually. */
+  /**
+   * Acquisitions and releases started per tick: shards move gradually when a node joins or
+   * leaves. The shards of a dead node are all taken in one tick: nobody serves them.
+   */
   maxMovesPerTick: number;
   log: Logger;
 }
@@ -69,6 +72,7 @@ export class ShardLeases {
   private reported: Set<number> | undefined;
   /** Step since which each shard this node should own has been claimed by another live node. */
   private waitingSince = new Map<number, number>();
+  private readonly claimListeners = new Map<number, Set<() => void>>();
   private watch: Subscription | undefined;
   private ticking = false;
   /** Numbers the ownership steps, for {@link ShardServer.acquire}. */
@@ -114,6 +118,22 @@ export class ShardLeases {
     return this.claims.get(shard);
   }
 
+  /** Calls `listener` whenever this node learns that `shard`'s claim changed (taken, moved or freed). */
+  onClaimChange(shard: number, listener: () => void): () => void {
+    let listeners = this.claimListeners.get(shard);
+    if (!listeners) this.claimListeners.set(shard, (listeners = new Set()));
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.claimListeners.get(shard) === listeners) this.claimListeners.delete(shard);
+    };
+  }
+
+  private claimChanged(shard: number): void {
+    const listeners = this.claimListeners.get(shard);
+    if (listeners) for (const listener of [...listeners]) listener();
+  }
+
   /** Current claim holder of every claimed shard, for the cluster view. */
   owners(): Map<number, string> {
     return new Map([...this.claims].map(([shard, claim]) => [shard, claim.nodeId]));
@@ -151,6 +171,8 @@ export class ShardLeases {
     const releases: number[] = [];
     const stale: ShardClaim[] = [];
     const acquisitions: Array<{ shard: number; revision: number }> = [];
+    /** Claims of dead holders: nobody serves those shards, so they are not paced like a hand-over. */
+    const takeovers: Array<{ shard: number; revision: number }> = [];
     const takenFrom = new Set<string>();
     const waiting = new Map<number, number>();
     const rechecks: number[] = [];
@@ -167,9 +189,10 @@ export class ShardLeases {
         continue;
       }
       if (!claim) acquisitions.push({ shard, revision: 0 });
-      else if (claim.nodeId === self || !this.membership.isAlive(claim.nodeId, claim.incarnation)) {
-        acquisitions.push({ shard, revision: claim.revision });
-        if (claim.nodeId !== self) takenFrom.add(claim.nodeId);
+      else if (claim.nodeId === self) acquisitions.push({ shard, revision: claim.revision });
+      else if (!this.membership.isAlive(claim.nodeId, claim.incarnation)) {
+        takeovers.push({ shard, revision: claim.revision });
+        takenFrom.add(claim.nodeId);
       } else {
         const since = this.waitingSince.get(shard) ?? step;
         const due = step - since >= RECHECK_AFTER_STEPS && rechecks.length < RECHECKS_PER_STEP;
@@ -179,10 +202,10 @@ export class ShardLeases {
     }
     this.waitingSince = waiting;
     const budget = this.options.maxMovesPerTick;
-    if (takenFrom.size) this.options.log.info({ from: [...takenFrom], shards: Math.min(budget, acquisitions.length) }, 'taking over the shards of dead nodes');
+    if (takenFrom.size) this.options.log.info({ from: [...takenFrom], shards: takeovers.length }, 'taking over the shards of dead nodes');
     await Promise.all(releases.slice(0, budget).map((shard) => this.handOver(shard)));
     await Promise.all(stale.slice(0, budget).map((claim) => this.freeClaim(claim)));
-    await Promise.all(acquisitions.slice(0, budget).map((a) => this.acquire(a.shard, a.revision, step)));
+    await Promise.all([...takeovers, ...acquisitions.slice(0, budget)].map((a) => this.acquire(a.shard, a.revision, step)));
     if (rechecks.length) {
       this.options.log.warn({ shards: rechecks }, 'shards still claimed by another live node; reading their claims again');
       await Promise.all(rechecks.map((shard) => this.reread(shard)));
@@ -267,6 +290,7 @@ export class ShardLeases {
     const known = this.claims.get(shard);
     if (known && known.revision >= revision) return;
     this.claims.set(shard, { nodeId: claim.nodeId, incarnation: claim.incarnation, revision });
+    this.claimChanged(shard);
     const ours = claim.nodeId === this.membership.nodeId && claim.incarnation === this.incarnation;
     if (this.held.has(shard) && !ours) {
       this.options.log.warn({ shard, holder: claim.nodeId }, 'shard claimed by another node: dropping it');
@@ -278,5 +302,6 @@ export class ShardLeases {
 
   private forget(shard: number): void {
     this.claims.delete(shard);
+    this.claimChanged(shard);
   }
 }

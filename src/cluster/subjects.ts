@@ -26,6 +26,8 @@ export const subjects = {
   gatewayOut: (gatewayId: string) => `${PREFIX}.gw.${gatewayId}.out`,
   /** Every node's membership heartbeat (its lease). */
   heartbeats: `${PREFIX}.nodes.hb`,
+  /** Asks one node whether it is still connected (node ids are single safe tokens). */
+  nodeProbe: (nodeId: string) => `${PREFIX}.nodes.${nodeId}.probe`,
   /** A user's transitions, published by its owner only while a dashboard watches it. */
   inspection: (sdkAppID: number, userID: string) => `${PREFIX}.i.${sdkAppID}.${userToken(userID)}`,
   /** Admin fan-out to every node: kicks, app changes. */

@@ -25,13 +25,17 @@ export const makeClock = (): ManualClock => ({ t: 0, now() { return this.t; } })
 export const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 const LOST = 'connection to NATS lost';
+/** The answer of a responder behind a cut link: none, so the requester times out. */
+const NEVER = new Promise<null>(() => undefined);
 
 /**
  * A node's own connection to the shared transport.
- * - `down` cuts it off: what it publishes goes nowhere (a core publish has no acknowledgement,
- *   so it does not fail), it hears no heartbeat, its KV calls reject and its KV watches fall
- *   behind, catching up when the link comes back (as a JetStream ordered consumer resumes).
- *   It can still tick.
+ * - `down` cuts it off without its knowing (a partition): what it publishes goes nowhere (a core
+ *   publish has no acknowledgement, so it does not fail), it hears no heartbeat, its KV calls and
+ *   requests reject, requests to it go unanswered, and its KV watches fall behind, catching up
+ *   when the link comes back (as a JetStream ordered consumer resumes). It can still tick.
+ * - `loseConnection()` cuts it off as a closed socket does: as `down`, and the node is told,
+ *   and requests to it find no responders at once.
  * - `deaf` cuts only what it receives on core subjects (say, a slow consumer whose messages
  *   are dropped): it still publishes and its KV calls and watches still work.
  * - `loseWatchEvent` makes its KV watches miss the events it picks (an event lost for good).
@@ -47,6 +51,8 @@ export class LinkTransport implements Transport {
   beforeGetAnswers: ((key: string) => Promise<void>) | undefined;
   revisionOffset = 0;
   private cut = false;
+  private lost = false;
+  private readonly disconnectListeners = new Set<() => void>();
   private readonly resumers = new Set<() => void>();
 
   constructor(private readonly inner: Transport) {}
@@ -57,6 +63,7 @@ export class LinkTransport implements Transport {
 
   set down(value: boolean) {
     this.cut = value;
+    if (!value) this.lost = false;
     if (!value) for (const resume of this.resumers) queueMicrotask(resume);
   }
 
@@ -79,8 +86,25 @@ export class LinkTransport implements Transport {
     });
   }
 
+  /**
+   * While the connection is lost nobody is asked and requesters hear "no responders" (the
+   * broker dropped its subscriptions); while the link is only down, requests to it go
+   * unanswered until they time out (the broker still counts it subscribed).
+   */
   serve(subject: string, handler: RequestHandler, options?: { queue?: string }): Subscription {
-    return this.inner.serve(subject, handler, options);
+    return this.inner.serve(subject, (data, s) => (this.lost ? null : this.cut ? NEVER : handler(data, s)), options);
+  }
+
+  onDisconnect(listener: () => void): () => void {
+    this.disconnectListeners.add(listener);
+    return () => this.disconnectListeners.delete(listener);
+  }
+
+  /** The connection is lost and the node is told (as NATS does on a closed socket); `down = false` restores it. */
+  loseConnection(): void {
+    this.down = true;
+    this.lost = true;
+    for (const listener of this.disconnectListeners) listener();
   }
 
   async request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {

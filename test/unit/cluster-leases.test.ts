@@ -9,7 +9,7 @@ import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
 import type { KvBucket } from '../../src/cluster/transport/types.js';
 import { LinkTransport, flush, makeClock, type ManualClock } from '../support/linkTransport.js';
 
-const { renewMs, deadAfterMs, fenceAfterMs } = DEFAULT_MEMBERSHIP_TIMING;
+const { renewMs, deadAfterMs, fenceAfterMs, probeAfterMs } = DEFAULT_MEMBERSHIP_TIMING;
 const SHARDS = 64;
 const ALL_SHARDS = Array.from({ length: SHARDS }, (_, shard) => shard);
 const log = pino({ level: 'silent' });
@@ -142,9 +142,10 @@ class Cluster {
     node.dead = true;
   }
 
-  /** What a node does every `renewMs` (as in node.ts): publish its heartbeat, then one leases step. */
+  /** What a node does every `renewMs` (as in node.ts): probe silent members, publish its heartbeat, then one leases step. */
   async tickNode(id: string): Promise<void> {
     const node = this.node(id);
+    node.membership.probeSilent();
     await node.membership.renew({ shards: node.leases.heldShards.length }).catch(() => undefined);
     await node.leases.tick();
   }
@@ -266,14 +267,76 @@ describe('shard leases', () => {
     expect(THREE.map((id) => cluster.node(id).server.calls.length)).toEqual(before);
   });
 
-  it("leases - survivors do not take a killed node's shards before deadAfterMs", async () => {
+  it("leases - survivors do not take a frozen node's shards before deadAfterMs (its connection is up: probes go unanswered)", async () => {
     const cluster = await Cluster.create(THREE);
     await cluster.settle();
+    const a = cluster.node('node-a');
+    const victim = a.leases.heldShards;
+    a.link.down = true;
+    const frozenAt = cluster.clock.t;
+    while (cluster.clock.t + renewMs - frozenAt < deadAfterMs) await cluster.round(['node-b', 'node-c']);
+    for (const shard of victim) expect(cluster.servers(shard).filter((id) => id !== 'node-a'), `shard ${shard}`).toEqual([]);
+  });
+
+  it("leases - a killed node's shards are taken over once a probe finds nobody listening, long before deadAfterMs", async () => {
+    const cluster = await Cluster.create(THREE, { maxMovesPerTick: 4 });
+    await cluster.settle(THREE, 12);
     const victim = cluster.node('node-a').leases.heldShards;
+    expect(victim.length).toBeGreaterThan(4);
     cluster.kill('node-a');
     const killedAt = cluster.clock.t;
-    while (cluster.clock.t + renewMs - killedAt < deadAfterMs) await cluster.round(['node-b', 'node-c']);
-    for (const shard of victim) expect(cluster.servers(shard), `shard ${shard}`).toEqual([]);
+    // Silent for probeAfterMs, asked, found gone; then one step takes all its shards, past the budget of moves.
+    await cluster.roundsFor(probeAfterMs + renewMs, ['node-b', 'node-c']);
+    expect(cluster.clock.t - killedAt).toBeLessThan(deadAfterMs);
+    for (const shard of victim) {
+      expect(cluster.servers(shard), `shard ${shard}`).toEqual([desiredOwner(shard, ['node-b', 'node-c'])]);
+    }
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it("leases - onClaimChange listeners hear when another node claims the shard, and no more once they stop", async () => {
+    const cluster = await Cluster.create(['node-b']);
+    const b = cluster.node('node-b');
+    // Shards node-a will own: node-b hears node-a claim them, then (after node-a dies) claims them itself.
+    const [watched, unwatched] = ALL_SHARDS.filter((shard) => desiredOwner(shard, ['node-a', 'node-b']) === 'node-a');
+    const heard: number[] = [];
+    const stop = b.leases.onClaimChange(watched!, () => heard.push(watched!));
+    b.leases.onClaimChange(unwatched!, () => heard.push(unwatched!));
+    await cluster.add('node-a');
+    await cluster.settle(['node-a', 'node-b']);
+    expect(await cluster.claimHolder(watched!)).toBe('node-a');
+    expect(heard).toContain(watched);
+    stop();
+    const count = heard.filter((shard) => shard === watched).length;
+    const countOther = heard.filter((shard) => shard === unwatched).length;
+    cluster.kill('node-a');
+    await cluster.settle(['node-b'], deadAfterMs / renewMs + 2);
+    expect(await cluster.claimHolder(watched!)).toBe('node-b');
+    expect(heard.filter((shard) => shard === watched)).toHaveLength(count);
+    expect(heard.filter((shard) => shard === unwatched).length).toBeGreaterThan(countOther);
+  });
+
+  it('leases - a node that loses its connection stops serving before a probe lets anyone take its shards', async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const a = cluster.node('node-a');
+    const held = a.leases.heldShards;
+    const marks = new Map(THREE.map((id) => [id, cluster.node(id).server.calls.length]));
+    a.link.loseConnection();
+    expect(held.every((shard) => !a.leases.isServing(shard))).toBe(true);
+    await cluster.roundsFor(probeAfterMs + 2 * renewMs, THREE);
+    const takeovers = ['node-b', 'node-c']
+      .flatMap((id) => cluster.node(id).server.callsOf('acquire', marks.get(id)))
+      .filter((c) => held.includes(c.shard));
+    expect(takeovers.map((c) => c.shard).sort((x, y) => x - y)).toEqual(held);
+    const drops = new Map(a.server.callsOf('drop', marks.get('node-a')).map((c) => [c.shard, c.at]));
+    for (const takeover of takeovers) expect(drops.get(takeover.shard), `drop time of shard ${takeover.shard}`).toBeLessThan(takeover.at);
+    expect(cluster.violations).toEqual([]);
+    // Back, it takes its share back by hand-over.
+    a.link.down = false;
+    await cluster.settle(THREE, 8);
+    await cluster.expectStable(THREE);
+    expect(cluster.violations).toEqual([]);
   });
 
   it("leases - a killed node's shards are acquired by the survivors after deadAfterMs", async () => {

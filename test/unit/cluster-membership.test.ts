@@ -5,7 +5,7 @@ import { subjects } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
 import { LinkTransport, flush, makeClock } from '../support/linkTransport.js';
 
-const { renewMs, deadAfterMs, fenceAfterMs } = DEFAULT_MEMBERSHIP_TIMING;
+const { renewMs, deadAfterMs, fenceAfterMs, probeAfterMs } = DEFAULT_MEMBERSHIP_TIMING;
 
 interface TestNode {
   id: string;
@@ -365,5 +365,141 @@ describe('membership', () => {
     // Equal startedAt counts as older: the start heartbeat of the second one is enough.
     await startNode('node-a', 'node-a-inc-other');
     await expect(first.renew()).rejects.toThrow(/node id node-a is in use by another process \(incarnation node-a-inc-other\)/);
+  });
+
+  describe('probes of silent members', () => {
+    /** Lets node-b probe the members it has not heard for `probeAfterMs`, and the answers come back. */
+    const probe = async (prober: Membership) => {
+      prober.probeSilent();
+      await flush();
+      await flush();
+    };
+
+    it('membership - a killed node (its connection gone) is dead as soon as a probe finds nobody listening, long before deadAfterMs', async () => {
+      const { node, step } = await setup(['node-a', 'node-b', 'node-c']);
+      const b = node('node-b').membership;
+      let changes = 0;
+      b.onChange(() => changes++);
+      node('node-a').membership.stop();
+      await step(['node-b', 'node-c'], probeAfterMs);
+      expect(b.isAlive('node-a')).toBe(true);
+      await probe(b);
+      expect(b.isAlive('node-a')).toBe(false);
+      expect(b.view()).toEqual(['node-b', 'node-c']);
+      expect(changes).toBe(1);
+      // node-c has not asked: it still waits for deadAfterMs.
+      expect(node('node-c').membership.isAlive('node-a')).toBe(true);
+    });
+
+    it('membership - a member heard within probeAfterMs is not asked', async () => {
+      const { node, step } = await setup(['node-a', 'node-b']);
+      node('node-a').membership.stop();
+      await step(['node-b'], probeAfterMs - 1);
+      await probe(node('node-b').membership);
+      expect(node('node-b').membership.isAlive('node-a')).toBe(true);
+    });
+
+    it('membership - a silent node that still answers (busy, its connection up) keeps its lease until deadAfterMs', async () => {
+      const { node, step } = await setup(['node-a', 'node-b']);
+      const b = node('node-b').membership;
+      await step(['node-b'], probeAfterMs);
+      await probe(b);
+      expect(b.isAlive('node-a')).toBe(true);
+      // The answer renews nothing: the lease is the heartbeat's.
+      for (let elapsed = probeAfterMs; elapsed < deadAfterMs; elapsed += renewMs) {
+        await step(['node-b'], Math.min(renewMs, deadAfterMs - elapsed));
+        await probe(b);
+        if (elapsed + renewMs < deadAfterMs) expect(b.isAlive('node-a')).toBe(true);
+      }
+      expect(b.isAlive('node-a')).toBe(false);
+    });
+
+    it('membership - a node found unreachable is back in the view with its next heartbeat (a connection that came back)', async () => {
+      const { node, step } = await setup(['node-a', 'node-b']);
+      const a = node('node-a');
+      const b = node('node-b').membership;
+      a.link.loseConnection();
+      await step(['node-b'], probeAfterMs);
+      await probe(b);
+      expect(b.view()).toEqual(['node-b']);
+      a.link.down = false;
+      let changes = 0;
+      b.onChange(() => changes++);
+      await step(['node-a', 'node-b'], renewMs);
+      expect(b.view()).toEqual(['node-a', 'node-b']);
+      expect(changes).toBe(1);
+      expect(a.membership.isLive).toBe(true);
+    });
+
+    it('membership - an answer from a later incarnation of the same node id ends the earlier one', async () => {
+      const { node, step } = await setup(['node-a', 'node-b']);
+      const b = node('node-b').membership;
+      node('node-a').membership.stop();
+      // Restarted under the same id: it answers probes before node-b has heard its heartbeat.
+      transport.serve(subjects.nodeProbe('node-a'), () => encode({ incarnation: 'node-a-inc-2' }));
+      await step(['node-b'], probeAfterMs);
+      await probe(b);
+      expect(b.isAlive('node-a', 'node-a-inc-1')).toBe(false);
+    });
+
+    it('membership - a node cut off without knowing it (a partition) is not found unreachable: probes of it go unanswered', async () => {
+      const { node, step } = await setup(['node-a', 'node-b']);
+      node('node-a').link.down = true;
+      const b = node('node-b').membership;
+      await step(['node-b'], probeAfterMs);
+      await probe(b);
+      expect(b.isAlive('node-a')).toBe(true);
+    });
+
+    it('membership - a node that loses its connection stops being live at once, and knows the others may judge it dead', async () => {
+      const { node } = await setup(['node-a', 'node-b']);
+      const a = node('node-a');
+      let changes = 0;
+      a.membership.onChange(() => changes++);
+      a.link.loseConnection();
+      expect(a.membership.isLive).toBe(false);
+      expect(a.membership.othersMayJudgeDead).toBe(true);
+      expect(changes).toBe(1);
+    });
+
+    it('membership - a node whose own link is down judges nobody by its failed probes', async () => {
+      const { node, step } = await setup(['node-a', 'node-b']);
+      const b = node('node-b');
+      node('node-a').membership.stop();
+      b.link.down = true;
+      await step([], probeAfterMs);
+      expect(b.membership.isLive).toBe(true);
+      await probe(b.membership);
+      expect(b.membership.isAlive('node-a')).toBe(true);
+    });
+
+    it('membership - a node not live itself (fenced) probes nobody', async () => {
+      const { node, step } = await setup(['node-a', 'node-b']);
+      node('node-a').membership.stop();
+      await step([], fenceAfterMs);
+      const b = node('node-b').membership;
+      expect(b.isLive).toBe(false);
+      await probe(b);
+      // Still counted alive: only deadAfterMs of listening may judge it, and a fenced node does not listen.
+      expect(b.isAlive('node-a')).toBe(true);
+    });
+
+    it('membership - a heartbeat heard while the probe is on its way wins over a "no responders" answer', async () => {
+      const { node, step } = await setup(['node-a', 'node-b']);
+      const b = node('node-b').membership;
+      node('node-a').membership.stop();
+      // The connection comes back just as the probe is asked: its heartbeat reaches node-b
+      // first, then the answer that nobody listened (sent before the connection was back).
+      const record: MemberRecord = { nodeId: 'node-a', incarnation: 'node-a-inc-1', startedAt: 0, shards: 0, actors: 0 };
+      transport.serve(subjects.nodeProbe('node-a'), async () => {
+        transport.publish(subjects.heartbeats, encode({ op: 'alive', record }));
+        await flush();
+        return null;
+      });
+      await step(['node-b'], probeAfterMs);
+      await probe(b);
+      await flush();
+      expect(b.isAlive('node-a')).toBe(true);
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decode, encode } from '../../src/cluster/codec.js';
 import type { ShardCommand, ShardReply } from '../../src/cluster/commands.js';
 import { ShardRouter } from '../../src/cluster/router.js';
@@ -77,5 +77,52 @@ describe('shard router', () => {
     expect(await router.send(setStatus('carol'))).toMatchObject({ ok: true });
     expect(seen).toEqual(['setCustomStatus']);
     await transport.close();
+  });
+
+  describe('retrying a shard that nobody serves', () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it('router - a command waiting to retry an unowned shard goes at once when the shard is claimed, not at the end of its backoff', async () => {
+      // The backoff's timers never fire: only the claim change can send the retry.
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      const transport = new EmbeddedTransport();
+      let claimed: () => void = () => undefined;
+      let backingOff: () => void = () => undefined;
+      const waiting = new Promise<void>((resolve) => (backingOff = resolve));
+      const router = new ShardRouter(transport, {
+        onClaimChange: (shard, listener) => {
+          expect(shard).toBe(shardOf(APP, 'dave'));
+          claimed = listener;
+          backingOff();
+          return () => (claimed = () => undefined);
+        },
+      });
+      const reply = router.send(setStatus('dave'));
+      await waiting;
+      transport.serve(subjectOf('dave'), async () => encode({ ok: true } as ShardReply));
+      claimed();
+      expect(await reply).toMatchObject({ ok: true });
+      await transport.close();
+    });
+
+    it('router - a retry that stops waiting stops listening for claim changes', async () => {
+      const transport = new EmbeddedTransport();
+      let listening = 0;
+      let answered = false;
+      const router = new ShardRouter(transport, {
+        unownedRetryMs: 200,
+        onClaimChange: () => {
+          listening++;
+          return () => listening--;
+        },
+      });
+      const reply = await router.send(setStatus('erin')).finally(() => (answered = true));
+      expect(answered).toBe(true);
+      expect(reply).toMatchObject({ ok: false, error: { code: ErrorCode.REQUEST_TIMEOUT } });
+      expect(listening).toBe(0);
+      await transport.close();
+    });
   });
 });

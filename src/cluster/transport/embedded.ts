@@ -1,4 +1,4 @@
-import { NoRespondersError, RequestTimeoutError } from './errors.js';
+import { NoRespondersError, RequestTimeoutError, TransportClosedError } from './errors.js';
 import { MemoryKvBucket } from './memoryKv.js';
 import { isWildcard, subjectMatches } from './subjectMatch.js';
 import type { KvBucket, KvOptions, MessageHandler, RequestHandler, Subscription, Transport } from './types.js';
@@ -64,7 +64,8 @@ export class EmbeddedTransport implements Transport {
 
   async request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
     const list = this.responders.get(subject);
-    if (this.closed || !list || list.length === 0) throw new NoRespondersError(subject);
+    if (this.closed) throw new TransportClosedError(subject);
+    if (!list || list.length === 0) throw new NoRespondersError(subject);
     const responder = list[this.nextResponder++ % list.length]!;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {

@@ -6,6 +6,18 @@ export class NoRespondersError extends Error {
   }
 }
 
+/**
+ * The requester's own connection is closed or closing: nobody was asked, so this says
+ * nothing about who serves the subject (a retry fails the same way).
+ */
+export class TransportClosedError extends NoRespondersError {
+  constructor(subject: string, options?: ErrorOptions) {
+    super(subject, options);
+    this.message = `not asked: the connection is closed (request on '${subject}')`;
+    this.name = 'TransportClosedError';
+  }
+}
+
 export class RequestTimeoutError extends Error {
   constructor(readonly subject: string, readonly timeoutMs: number, options?: ErrorOptions) {
     super(`request on '${subject}' timed out after ${timeoutMs} ms`, options);

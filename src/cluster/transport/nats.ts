@@ -7,7 +7,7 @@ import {
   type NatsConnection,
 } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
-import { NoRespondersError, RequestTimeoutError } from './errors.js';
+import { NoRespondersError, RequestTimeoutError, TransportClosedError } from './errors.js';
 import { openNatsKv, type KvLog, type NatsKvBucket } from './natsKv.js';
 import type { KvBucket, KvOptions, MessageHandler, RequestHandler, Subscription, Transport } from './types.js';
 
@@ -50,6 +50,7 @@ export class NatsTransport implements Transport {
   private readonly kvm: Kvm;
   private readonly buckets = new Map<string, Promise<NatsKvBucket>>();
   private closing: Promise<void> | undefined;
+  private readonly disconnectListeners = new Set<() => void>();
 
   private constructor(
     /** The underlying connection, for diagnostics (`info`, `stats()`). */
@@ -94,6 +95,11 @@ export class NatsTransport implements Transport {
   /** Reconnections since `connect`. */
   get reconnects(): number {
     return this.reconnectCount;
+  }
+
+  onDisconnect(listener: () => void): () => void {
+    this.disconnectListeners.add(listener);
+    return () => this.disconnectListeners.delete(listener);
   }
 
   publish(subject: string, data: Uint8Array): void {
@@ -165,7 +171,7 @@ export class NatsTransport implements Transport {
   }
 
   async request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
-    if (this.closing) throw new NoRespondersError(subject);
+    if (this.closing) throw new TransportClosedError(subject);
     try {
       const msg = await this.nc.request(subject, data, { timeout: options.timeoutMs });
       return msg.data;
@@ -173,7 +179,7 @@ export class NatsTransport implements Transport {
       if (err instanceof RequestError && err.isNoResponders()) throw new NoRespondersError(subject, { cause: err });
       if (err instanceof TimeoutError) throw new RequestTimeoutError(subject, options.timeoutMs, { cause: err });
       if (err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) {
-        throw new NoRespondersError(subject, { cause: err });
+        throw new TransportClosedError(subject, { cause: err });
       }
       throw err;
     }
@@ -236,6 +242,7 @@ export class NatsTransport implements Transport {
       switch (s.type) {
         case 'disconnect':
           this.log?.warn({ server: s.server }, 'NATS disconnected; reconnecting');
+          for (const listener of this.disconnectListeners) listener();
           break;
         case 'reconnect':
           this.reconnectCount++;
