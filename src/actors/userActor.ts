@@ -1,7 +1,7 @@
-import { createActor, type Actor, type InspectionEvent, type Snapshot } from 'xstate';
+import { createActor, type AnyActorScope, type AnyEventObject, type ExecutableActionObject, type Snapshot, type SnapshotFrom } from 'xstate';
 import { createPresenceMachine, type Clock, type PresenceMachine } from './machine.js';
 import { publicStatus } from './publicStatus.js';
-import type { ActorKick, ActorReply, PresenceContext, PresenceEvent, UserStatus } from './types.js';
+import type { ActorEmitted, ActorKick, ActorReply, PresenceContext, PresenceEvent, UserStatus } from './types.js';
 
 /** What one transition of a user actor did, for the host to persist and announce. */
 export interface Transition {
@@ -17,73 +17,138 @@ export interface StepResult extends Transition {
   reply?: ActorReply;
 }
 
+/** Timers as xstate's `SimulatedClock` offers them, so tests skip time. */
+export interface TimerClock extends Clock {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
+}
+
 export interface UserActorOptions {
   sdkAppID: number;
   userID: string;
-  clock?: Clock & { setTimeout?: unknown };
+  /** The time the machine reads; its timers too when it has `setTimeout` (a `SimulatedClock`). */
+  clock?: Clock | TimerClock;
   /** A snapshot from `persistedSnapshot()`, possibly taken on another node. */
   snapshot?: Snapshot<unknown>;
   /** Called for transitions the actor makes on its own (timers), never for `step`. */
   onTimerTransition?: (transition: Transition) => void;
-  inspect?: (event: InspectionEvent) => void;
+  /** Called for every event the machine processed, with the state before and after it (the live dashboard). */
+  onProcessed?: (processed: ProcessedEvent) => void;
 }
 
-const machines = new WeakMap<Clock, PresenceMachine>();
+export interface ProcessedEvent {
+  /** `LOGIN`, `HEARTBEAT`, … or `xstate.after.heartbeatTimeout…` for a timer. */
+  event: string;
+  from: unknown;
+  to: unknown;
+  context: PresenceContext;
+}
 
-function machineFor(clock: Clock): PresenceMachine {
-  let machine = machines.get(clock);
-  if (!machine) {
-    machine = createPresenceMachine(clock);
-    machines.set(clock, machine);
-  }
-  return machine;
+type PresenceSnapshot = SnapshotFrom<PresenceMachine>;
+
+interface DelayedEvent {
+  event: AnyEventObject;
+  id: string;
+  delay?: number;
 }
 
 /**
- * A running user presence actor with a synchronous request API: `step` sends one
- * event and returns the reply and the status before and after it. Transitions made
- * by the actor's own timers are reported through `onTimerTransition`.
+ * A machine and the actor scope its transitions run in. xstate's `transition()` builds a new
+ * (never started) actor and actor system for every call, which cost more than the transition
+ * itself; the presence machine spawns nothing and defers nothing, so one inert scope per
+ * machine serves every user, and it collects the actions each transition leaves to be done.
+ */
+interface PureMachine {
+  machine: PresenceMachine;
+  scope: AnyActorScope;
+  /** The actions of the transition running now (transitions never nest). */
+  actions: ExecutableActionObject[];
+}
+
+const machines = new WeakMap<Clock, PureMachine>();
+
+function machineFor(clock: Clock): PureMachine {
+  let pure = machines.get(clock);
+  if (!pure) {
+    const machine = createPresenceMachine(clock);
+    // Never started: it only stands for `self` in the scope, which nothing in the machine uses.
+    const self = createActor(machine, { input: { sdkAppID: 0, userID: '' } });
+    const actions: ExecutableActionObject[] = [];
+    const scope: AnyActorScope = {
+      self,
+      id: '',
+      sessionId: '',
+      logger: () => undefined,
+      defer: () => undefined,
+      emit: () => undefined,
+      system: self.system,
+      stopChild: () => undefined,
+      actionExecutor: (action) => void actions.push(action),
+    };
+    machines.set(clock, (pure = { machine, scope, actions }));
+  }
+  return pure;
+}
+
+/** Runs `run` in the machine's scope; returns its result and the actions it left. */
+function collecting<T>(pure: PureMachine, run: (scope: AnyActorScope) => T): [T, ExecutableActionObject[]] {
+  pure.actions.length = 0;
+  const result = run(pure.scope);
+  return [result, pure.actions.splice(0)];
+}
+
+const systemTimers: TimerClock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (id) => clearTimeout(id as NodeJS.Timeout),
+};
+
+const hasTimers = (clock: Clock | TimerClock): clock is TimerClock => typeof (clock as Partial<TimerClock>).setTimeout === 'function';
+
+/**
+ * A user presence actor with a synchronous request API: `step` runs one event through
+ * the machine and returns the reply and the status before and after it. It holds only
+ * the machine's snapshot and its pending timers, and runs events through the machine's
+ * pure transition function: a live xstate actor (its own actor system, mailbox, listeners) cost
+ * about twice the memory per user. Transitions made by the actor's own timers are
+ * reported through `onTimerTransition`.
  */
 export class UserActor {
   readonly key: string;
-  private readonly actor: Actor<PresenceMachine>;
-  private reply: ActorReply | undefined;
-  private kicks: ActorKick[] = [];
-  private stepping = false;
+  private readonly pure: PureMachine;
+  private readonly timers: TimerClock;
+  private snapshot: PresenceSnapshot;
+  /** Pending delayed events by id (`xstate.after.…`), as the actor's timers. */
+  private pending: Map<string, unknown> | undefined;
   private last: UserStatus;
+  private stopped = false;
 
   constructor(private readonly options: UserActorOptions) {
-    const clock = options.clock ?? { now: () => Date.now() };
+    const clock = options.clock ?? systemTimers;
+    this.pure = machineFor(clock);
+    this.timers = hasTimers(clock) ? clock : { ...systemTimers, now: () => clock.now() };
     this.key = `${options.sdkAppID}:${options.userID}`;
-    this.actor = createActor(machineFor(clock), {
-      input: { sdkAppID: options.sdkAppID, userID: options.userID },
-      ...(options.snapshot ? { snapshot: options.snapshot } : {}),
-      ...(options.clock?.setTimeout ? { clock: options.clock as never } : {}),
-      ...(options.inspect ? { inspect: options.inspect } : {}),
-    });
-    this.last = publicStatus(this.context);
-    this.actor.on('reply', (reply) => {
-      this.reply = reply;
-    });
-    this.actor.on('kick', (kick) => {
-      this.kicks.push(kick);
-    });
-    this.actor.subscribe(() => {
-      if (!this.stepping) this.reportTimerTransition();
-    });
-    this.stepping = true;
-    this.actor.start();
-    this.stepping = false;
-    // A restored snapshot has no pending timers: re-enter the state to re-arm them.
-    if (options.snapshot) this.step({ type: 'RESUME' });
+    if (options.snapshot) {
+      const stored = options.snapshot as Snapshot<unknown> & { value: unknown; context: PresenceContext };
+      this.snapshot = this.pure.machine.resolveState({ value: stored.value as never, context: stored.context });
+      this.last = publicStatus(this.context);
+      // A stored snapshot carries no timers: re-entering the state re-arms them with the time left.
+      this.step({ type: 'RESUME' });
+    } else {
+      const input = { sdkAppID: options.sdkAppID, userID: options.userID };
+      const [snapshot, actions] = collecting(this.pure, (scope) => this.pure.machine.getInitialSnapshot(scope, input));
+      this.snapshot = snapshot;
+      this.last = publicStatus(this.context);
+      this.run(actions);
+    }
   }
 
   get context(): PresenceContext {
-    return this.actor.getSnapshot().context;
+    return this.snapshot.context;
   }
 
   get state(): unknown {
-    return this.actor.getSnapshot().value;
+    return this.snapshot.value;
   }
 
   get status(): UserStatus {
@@ -91,38 +156,75 @@ export class UserActor {
   }
 
   step(event: PresenceEvent): StepResult {
-    this.stepping = true;
-    try {
-      this.actor.send(event);
-    } finally {
-      this.stepping = false;
-    }
-    const result: StepResult = { ...this.collect() };
-    if (this.reply) result.reply = this.reply;
-    this.reply = undefined;
+    const { reply, kicks } = this.process(event);
+    const result: StepResult = this.collect(kicks);
+    if (reply) result.reply = reply;
     return result;
   }
 
   /** A JSON-safe snapshot that a `UserActor` on any node can be restored from. */
   persistedSnapshot(): Snapshot<unknown> {
-    return this.actor.getPersistedSnapshot();
+    return this.pure.machine.getPersistedSnapshot(this.snapshot) as Snapshot<unknown>;
   }
 
   stop(): void {
-    this.actor.stop();
+    this.stopped = true;
+    for (const timer of this.pending?.values() ?? []) this.timers.clearTimeout(timer);
+    this.pending = undefined;
   }
 
-  private collect(): Transition {
+  private process(event: AnyEventObject): { reply?: ActorReply; kicks: ActorKick[] } {
+    const from = this.snapshot.value;
+    const [next, actions] = collecting(this.pure, (scope) => this.pure.machine.transition(this.snapshot, event as PresenceEvent, scope));
+    this.snapshot = next;
+    const emitted = this.run(actions);
+    this.options.onProcessed?.({ event: event.type, from, to: next.value, context: next.context });
+    return emitted;
+  }
+
+  /** Carries out what the machine asked for: its emitted events returned, its timers armed or cancelled. */
+  private run(actions: ReadonlyArray<{ type: string; params?: unknown }>): { reply?: ActorReply; kicks: ActorKick[] } {
+    let reply: ActorReply | undefined;
+    const kicks: ActorKick[] = [];
+    for (const action of actions) {
+      if (action.type === 'xstate.emit') {
+        const emitted = (action.params as { event: ActorEmitted }).event;
+        if (emitted.type === 'reply') reply = emitted;
+        else kicks.push(emitted);
+      } else if (action.type === 'xstate.raise') {
+        const delayed = action.params as DelayedEvent;
+        // A raise without delay was handled inside the transition.
+        if (delayed.delay !== undefined) this.schedule(delayed);
+      } else if (action.type === 'xstate.cancel') {
+        this.cancel((action.params as { sendId: string }).sendId);
+      }
+    }
+    return reply ? { reply, kicks } : { kicks };
+  }
+
+  private schedule({ event, id, delay }: DelayedEvent): void {
+    if (this.stopped) return;
+    this.cancel(id);
+    const timer = this.timers.setTimeout(() => {
+      this.pending?.delete(id);
+      if (this.stopped) return;
+      const { kicks } = this.process(event);
+      this.options.onTimerTransition?.(this.collect(kicks));
+    }, delay!);
+    (this.pending ??= new Map()).set(id, timer);
+  }
+
+  private cancel(id: string): void {
+    const timer = this.pending?.get(id);
+    if (timer === undefined) return;
+    this.timers.clearTimeout(timer);
+    this.pending!.delete(id);
+  }
+
+  private collect(kicks: ActorKick[]): Transition {
     const before = this.last;
     const after = publicStatus(this.context);
     this.last = after;
-    const kicks = this.kicks;
-    this.kicks = [];
     return { before, after, state: this.state, context: this.context, kicks };
-  }
-
-  private reportTimerTransition(): void {
-    const transition = this.collect();
-    this.options.onTimerTransition?.(transition);
   }
 }

@@ -20,7 +20,6 @@ interface Interest {
  */
 export class FanOut {
   private readonly interests = new Map<string, Interest>();
-  private readonly following = new Map<string, Set<string>>();
 
   constructor(
     private readonly transport: Transport,
@@ -30,16 +29,14 @@ export class FanOut {
     private readonly observeLatency: (seconds: number) => void = () => undefined,
   ) {}
 
-  /** Sets what `watcherKey` follows; an empty list drops all of its interest. */
-  follow(watcherKey: string, sdkAppID: number, targets: Iterable<string>): void {
-    const next = new Set<string>();
-    for (const target of targets) next.add(userKey(sdkAppID, target));
-    const previous = this.following.get(watcherKey) ?? new Set<string>();
-    for (const key of previous) if (!next.has(key)) this.release(key, watcherKey);
-    const targetOf = new Map([...targets].map((t) => [userKey(sdkAppID, t), t] as const));
-    for (const key of next) if (!previous.has(key)) this.acquire(key, sdkAppID, targetOf.get(key)!, watcherKey);
-    if (next.size) this.following.set(watcherKey, next);
-    else this.following.delete(watcherKey);
+  /**
+   * Moves `watcherKey` from following `previous` to following `next` (userIDs of one app).
+   * The caller keeps what a watcher follows (the actor's own subscription list does), so
+   * this node does not hold a second copy of every list.
+   */
+  follow(watcherKey: string, sdkAppID: number, previous: ReadonlySet<string>, next: ReadonlySet<string>): void {
+    for (const target of previous) if (!next.has(target)) this.release(userKey(sdkAppID, target), watcherKey);
+    for (const target of next) if (!previous.has(target)) this.acquire(userKey(sdkAppID, target), sdkAppID, target, watcherKey);
   }
 
   /** Number of watched users this node holds a subscription for. */
@@ -50,7 +47,6 @@ export class FanOut {
   close(): void {
     for (const interest of this.interests.values()) interest.subscription.unsubscribe();
     this.interests.clear();
-    this.following.clear();
   }
 
   private acquire(targetKey: string, sdkAppID: number, target: string, watcherKey: string): void {

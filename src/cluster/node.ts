@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../actors/machine.js';
+import type { TimerClock } from '../actors/index.js';
 import { AdminApi, type AdminBackend } from '../admin/adminApi.js';
 import { createHttpServer } from '../admin/httpServer.js';
 import { PresenceError } from '../errors.js';
@@ -40,7 +41,7 @@ export interface PresenceNodeOptions {
   /** Created only when the cluster has no app at all: the development app of `npm start`. */
   defaultApp?: AppConfig;
   /** Time of the user actors; xstate's SimulatedClock in tests. */
-  clock?: Clock & { setTimeout?: unknown };
+  clock?: Clock | TimerClock;
   log?: Logger;
   /**
    * Share the shards with every node on the same transport (NATS): membership,

@@ -1,8 +1,8 @@
 import type { Snapshot } from 'xstate';
-import { UserActor, type Clock, type StepResult, type Transition } from '../actors/index.js';
-import type { Device, Platform, PresenceEvent, UserStatus } from '../actors/types.js';
+import { UserActor, type Clock, type StepResult, type TimerClock, type Transition } from '../actors/index.js';
+import type { Device, Platform, PresenceEvent, Subscription as ActorSubscription, UserStatus } from '../actors/types.js';
 import { ErrorCode } from '../errors.js';
-import { transitionRecorder } from '../inspection/transitionRecord.js';
+import { transitionRecord } from '../inspection/transitionRecord.js';
 import { inspectUser } from '../inspection/userInspection.js';
 import { RateMeter } from '../inspection/rateMeter.js';
 import { RestoreQueue } from './restoreQueue.js';
@@ -46,8 +46,18 @@ interface Resident {
 
 interface InterestBasis {
   online: boolean;
-  subscriptions: readonly unknown[];
+  subscriptions: readonly ActorSubscription[];
   friends: readonly string[] | undefined;
+}
+
+const FOLLOWS_NOBODY: ReadonlySet<string> = new Set();
+
+/** Whom a user follows: nobody while offline, else its subscriptions and (with the app's friend switch on) its friends. */
+function followedBy(basis: InterestBasis | undefined): ReadonlySet<string> {
+  if (!basis?.online) return FOLLOWS_NOBODY;
+  const targets = new Set(basis.subscriptions.map((s) => s.userID));
+  for (const friend of basis.friends ?? []) targets.add(friend);
+  return targets;
 }
 
 export interface ShardHostDeps {
@@ -58,7 +68,7 @@ export interface ShardHostDeps {
   apps: AppRegistry;
   fanout: () => FanOut;
   delivery: DeliveryBatcher;
-  clock: Clock & { setTimeout?: unknown };
+  clock: Clock | TimerClock;
   log: Logger;
   /**
    * Index of actors with something pending (`<shard>.<user key>`), so that a node
@@ -325,26 +335,22 @@ export class ShardHost {
   }
 
   private updateInterest(resident: Resident, app: AppConfig): void {
-    const online = Object.keys(resident.actor.context.devices).length > 0;
-    const basis: InterestBasis = {
-      online,
-      subscriptions: resident.actor.context.subscriptions,
-      friends: app.friendStatusAutoNotify ? resident.friends : undefined,
-    };
+    const basis = this.interestBasis(resident, app);
     // Most commits (a custom status, a heartbeat) change none of it: the actor's subscription
     // list is a new array only when it changed, so comparing references is enough.
     const last = resident.interest;
     if (last && last.online === basis.online && last.subscriptions === basis.subscriptions && last.friends === basis.friends) return;
     resident.interest = basis;
     const key = userKey(resident.sdkAppID, resident.userID);
-    this.deps.fanout().follow(key, resident.sdkAppID, online ? this.targetsOf(resident, app) : []);
+    this.deps.fanout().follow(key, resident.sdkAppID, followedBy(last), followedBy(basis));
   }
 
-  /** Whom a user follows: its subscriptions, and its friends when the app's friend switch is on. */
-  private targetsOf(resident: Resident, app: AppConfig): Set<string> {
-    const targets = new Set(resident.actor.context.subscriptions.map((s) => s.userID));
-    if (app.friendStatusAutoNotify) for (const friend of resident.friends) targets.add(friend);
-    return targets;
+  private interestBasis(resident: Resident, app: AppConfig): InterestBasis {
+    return {
+      online: Object.keys(resident.actor.context.devices).length > 0,
+      subscriptions: resident.actor.context.subscriptions,
+      friends: app.friendStatusAutoNotify ? resident.friends : undefined,
+    };
   }
 
   private async refreshFriends(resident: Resident, app: AppConfig): Promise<void> {
@@ -432,7 +438,8 @@ export class ShardHost {
     const key = userKey(resident.sdkAppID, resident.userID);
     if (this.residents.get(key) === resident) this.residents.delete(key);
     this.webhooks.cancel(key);
-    this.deps.fanout().follow(key, resident.sdkAppID, []);
+    this.deps.fanout().follow(key, resident.sdkAppID, followedBy(resident.interest), FOLLOWS_NOBODY);
+    resident.interest = undefined;
     resident.actor.stop();
   }
 
@@ -483,7 +490,7 @@ export class ShardHost {
     if (devices.length === 0) return;
     const app = this.deps.apps.get(resident.sdkAppID);
     if (!app) return;
-    const targets = this.targetsOf(resident, app);
+    const targets = followedBy({ ...this.interestBasis(resident, app), online: true });
     if (targets.size === 0) return;
     const statuses = await this.statuses(resident.sdkAppID, [...targets]);
     for (const status of statuses) {
@@ -534,16 +541,16 @@ export class ShardHost {
       outbox: stored?.outbox ?? [],
       actor: undefined as unknown as UserActor,
     };
-    const record = transitionRecorder(() => this.deps.clock.now());
     resident.actor = new UserActor({
       sdkAppID: app.sdkAppID,
       userID,
       clock: this.deps.clock,
       ...(stored ? { snapshot: stored.snapshot as Snapshot<unknown> } : {}),
       onTimerTransition: (transition) => this.onTimer(resident, transition),
-      inspect: (event) => {
-        const transition = record(event, resident.inspectedUntil >= this.deps.clock.now());
-        if (transition) this.deps.transport.publish(subjects.inspection(app.sdkAppID, userID), encode(transition));
+      onProcessed: (processed) => {
+        const now = this.deps.clock.now();
+        if (resident.inspectedUntil < now) return;
+        this.deps.transport.publish(subjects.inspection(app.sdkAppID, userID), encode(transitionRecord(processed, now)));
       },
     });
     this.residents.set(key, resident);

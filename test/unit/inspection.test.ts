@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { UserActor } from '../../src/actors/userActor.js';
 import { DEFAULT_LIMITS, UserStatusType, type AppPolicy } from '../../src/actors/types.js';
-import { transitionRecorder, type TransitionRecord } from '../../src/inspection/transitionRecord.js';
+import { transitionRecord, type TransitionRecord } from '../../src/inspection/transitionRecord.js';
 import { activeStates, inspectUser } from '../../src/inspection/userInspection.js';
 
 const policy: AppPolicy = { edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify: false, limits: DEFAULT_LIMITS };
@@ -10,13 +10,11 @@ describe('inspection', () => {
   it('inspection - a transition watched after unwatched ones still names the state it left', () => {
     let wanted = false;
     const records: TransitionRecord[] = [];
-    const record = transitionRecorder(() => 1_000);
     const actor = new UserActor({
       sdkAppID: 1,
       userID: 'alice',
-      inspect: (event) => {
-        const transition = record(event, wanted);
-        if (transition) records.push(transition);
+      onProcessed: (processed) => {
+        if (wanted) records.push(transitionRecord(processed, 1_000));
       },
     });
     actor.step({ type: 'LOGIN', requestId: 'r', policy, deviceId: 'd1', connId: 'c1', gatewayId: 'g', platform: 'web' });
