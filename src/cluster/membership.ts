@@ -26,14 +26,16 @@ export interface MembershipTiming {
   /** A node that has not heard its own heartbeat back for this long stops serving: before `deadAfterMs`. */
   fenceAfterMs: number;
   /**
-   * A node not heard from for this long is asked directly; if NATS answers that nobody
-   * listens on its probe subject, its connection is gone (a killed process) and it is
-   * dead without waiting for `deadAfterMs`.
+   * A node not heard from for this long is asked directly; if NATS answers twice, at least
+   * `probeConfirmMs` apart, that nobody listens on its probe subject, its connection is gone
+   * (a killed process) and it is dead without waiting for `deadAfterMs`.
    */
   probeAfterMs: number;
+  /** Longer than a live node takes to reconnect to another NATS server and subscribe again. */
+  probeConfirmMs: number;
 }
 
-export const DEFAULT_MEMBERSHIP_TIMING: MembershipTiming = { renewMs: 500, deadAfterMs: 3_000, fenceAfterMs: 2_000, probeAfterMs: 600 };
+export const DEFAULT_MEMBERSHIP_TIMING: MembershipTiming = { renewMs: 500, deadAfterMs: 3_000, fenceAfterMs: 2_000, probeAfterMs: 600, probeConfirmMs: 250 };
 
 /** How long a probe waits for its answer: a node that does not answer in time is left to `deadAfterMs`. */
 const PROBE_TIMEOUT_MS = 1_000;
@@ -55,9 +57,11 @@ interface Seen {
   seenAt: number;
   /** It said it left: dead at once, until a heartbeat of a new incarnation. */
   left: boolean;
+  /** Clock time of the first probe that found nobody listening for it since this heartbeat. */
+  absentSince?: number;
   /**
-   * A probe found nobody listening for it after this heartbeat: dead at once, until its
-   * next heartbeat (a connection that came back, as after a NATS server restart).
+   * Probes found nobody listening for it, twice and `probeConfirmMs` apart, since this
+   * heartbeat: dead at once, until its next heartbeat (a connection that came back).
    */
   unreachable?: boolean;
 }
@@ -84,7 +88,6 @@ export class Membership {
   private stopped = false;
   private subscription: Subscription | undefined;
   private probeResponder: Subscription | undefined;
-  private stopHearingDisconnects: (() => void) | undefined;
   /** Members with a probe in flight: one at a time each. */
   private readonly probing = new Set<string>();
   private readonly listeners = new Set<() => void>();
@@ -105,7 +108,6 @@ export class Membership {
   async start(): Promise<void> {
     this.subscription = this.transport.subscribe(subjects.heartbeats, (data) => this.onHeartbeat(decode<Heartbeat>(data)));
     this.probeResponder = this.transport.serve(subjects.nodeProbe(this.self.nodeId), () => encode({ incarnation: this.self.incarnation }));
-    this.stopHearingDisconnects = this.transport.onDisconnect?.(() => this.connectionLost());
     await this.transport.flush();
     await this.renew();
     await this.transport.flush();
@@ -178,9 +180,10 @@ export class Membership {
    * Asks every member silent for `probeAfterMs` whether it still listens. Only "no
    * responders" counts, and only as an answer about the heartbeat last heard: NATS says so
    * when the member's connection is gone, which a killed process's is at once, while a
-   * frozen or busy one keeps its connection (and its lease, until `deadAfterMs`). An answer
-   * renews nothing: the lease stays the heartbeat's, so a node that cannot hear itself
-   * has fenced itself before anyone takes over.
+   * frozen or busy one keeps its connection (and its lease, until `deadAfterMs`). A member
+   * found absent twice, `probeConfirmMs` apart, is dead: a live one whose NATS server went
+   * away has reconnected to another by then. An answer renews nothing: the lease stays the
+   * heartbeat's. Runs on a timer, every `renewMs / 2` in a node.
    */
   probeSilent(): void {
     if (this.stopped || !this.isLive) return;
@@ -188,21 +191,33 @@ export class Membership {
     for (const [nodeId, member] of this.members) {
       if (this.probing.has(nodeId) || !this.holdsLease(member, now)) continue;
       if (now - member.seenAt < this.timing.probeAfterMs) continue;
+      if (member.absentSince !== undefined && now - member.absentSince < this.timing.probeConfirmMs) continue;
       this.probing.add(nodeId);
       void this.probe(nodeId, member).finally(() => this.probing.delete(nodeId));
     }
   }
 
   private async probe(nodeId: string, asked: Seen): Promise<void> {
-    let gone: boolean;
+    let absent: boolean;
     try {
       const answer = decode<{ incarnation: string }>(await this.transport.request(subjects.nodeProbe(nodeId), EMPTY, { timeoutMs: PROBE_TIMEOUT_MS }));
-      gone = answer.incarnation !== asked.record.incarnation;
+      absent = answer.incarnation !== asked.record.incarnation;
     } catch (error) {
-      gone = error instanceof NoRespondersError && !(error instanceof TransportClosedError);
+      if (!(error instanceof NoRespondersError) || error instanceof TransportClosedError) return;
+      absent = true;
     }
     // A heartbeat that came meanwhile is newer than the answer.
-    if (!gone || this.stopped || this.members.get(nodeId) !== asked) return;
+    if (this.stopped || this.members.get(nodeId) !== asked) return;
+    if (!absent) {
+      if (asked.absentSince !== undefined) this.members.set(nodeId, { ...asked, absentSince: undefined });
+      return;
+    }
+    const now = this.clock.now();
+    if (asked.absentSince === undefined) {
+      this.members.set(nodeId, { ...asked, absentSince: now });
+      return;
+    }
+    if (now - asked.absentSince < this.timing.probeConfirmMs) return;
     this.members.set(nodeId, { ...asked, unreachable: true });
     this.changed();
   }
@@ -225,18 +240,6 @@ export class Membership {
     this.lastEchoAt = Number.NEGATIVE_INFINITY;
     this.subscription?.unsubscribe();
     this.probeResponder?.unsubscribe();
-    this.stopHearingDisconnects?.();
-  }
-
-  /**
-   * The connection to NATS was lost: from now on a probe of this node finds nobody, so the
-   * others may judge it dead at once. It fences itself before they can, until its own
-   * heartbeat comes back over the new connection.
-   */
-  private connectionLost(): void {
-    if (this.stopped || !this.isLive) return;
-    this.lastEchoAt = Number.NEGATIVE_INFINITY;
-    this.changed();
   }
 
   private onHeartbeat(heartbeat: Heartbeat): void {

@@ -34,8 +34,8 @@ const NEVER = new Promise<null>(() => undefined);
  *   publish has no acknowledgement, so it does not fail), it hears no heartbeat, its KV calls and
  *   requests reject, requests to it go unanswered, and its KV watches fall behind, catching up
  *   when the link comes back (as a JetStream ordered consumer resumes). It can still tick.
- * - `loseConnection()` cuts it off as a closed socket does: as `down`, and the node is told,
- *   and requests to it find no responders at once.
+ * - `loseConnection()` cuts it off as a closed socket does: as `down`, and requests to it find
+ *   no responders at once.
  * - `deaf` cuts only what it receives on core subjects (say, a slow consumer whose messages
  *   are dropped): it still publishes and its KV calls and watches still work.
  * - `loseWatchEvent` makes its KV watches miss the events it picks (an event lost for good).
@@ -52,7 +52,6 @@ export class LinkTransport implements Transport {
   revisionOffset = 0;
   private cut = false;
   private lost = false;
-  private readonly disconnectListeners = new Set<() => void>();
   private readonly resumers = new Set<() => void>();
 
   constructor(private readonly inner: Transport) {}
@@ -95,16 +94,10 @@ export class LinkTransport implements Transport {
     return this.inner.serve(subject, (data, s) => (this.lost ? null : this.cut ? NEVER : handler(data, s)), options);
   }
 
-  onDisconnect(listener: () => void): () => void {
-    this.disconnectListeners.add(listener);
-    return () => this.disconnectListeners.delete(listener);
-  }
-
-  /** The connection is lost and the node is told (as NATS does on a closed socket); `down = false` restores it. */
+  /** The connection is lost (a closed socket): as `down`, and the broker drops its subscriptions; `down = false` restores it. */
   loseConnection(): void {
     this.down = true;
     this.lost = true;
-    for (const listener of this.disconnectListeners) listener();
   }
 
   async request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {

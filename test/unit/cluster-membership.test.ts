@@ -5,7 +5,7 @@ import { subjects } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
 import { LinkTransport, flush, makeClock } from '../support/linkTransport.js';
 
-const { renewMs, deadAfterMs, fenceAfterMs, probeAfterMs } = DEFAULT_MEMBERSHIP_TIMING;
+const { renewMs, deadAfterMs, fenceAfterMs, probeAfterMs, probeConfirmMs } = DEFAULT_MEMBERSHIP_TIMING;
 
 interface TestNode {
   id: string;
@@ -375,7 +375,7 @@ describe('membership', () => {
       await flush();
     };
 
-    it('membership - a killed node (its connection gone) is dead as soon as a probe finds nobody listening, long before deadAfterMs', async () => {
+    it('membership - a killed node (its connection gone) is dead once two probes probeConfirmMs apart find nobody listening, long before deadAfterMs', async () => {
       const { node, step } = await setup(['node-a', 'node-b', 'node-c']);
       const b = node('node-b').membership;
       let changes = 0;
@@ -383,6 +383,12 @@ describe('membership', () => {
       node('node-a').membership.stop();
       await step(['node-b', 'node-c'], probeAfterMs);
       expect(b.isAlive('node-a')).toBe(true);
+      await probe(b);
+      expect(b.isAlive('node-a')).toBe(true);
+      await step(['node-b', 'node-c'], probeConfirmMs - 1);
+      await probe(b);
+      expect(b.isAlive('node-a')).toBe(true);
+      await step(['node-b', 'node-c'], 1);
       await probe(b);
       expect(b.isAlive('node-a')).toBe(false);
       expect(b.view()).toEqual(['node-b', 'node-c']);
@@ -421,6 +427,8 @@ describe('membership', () => {
       a.link.loseConnection();
       await step(['node-b'], probeAfterMs);
       await probe(b);
+      await step(['node-b'], probeConfirmMs);
+      await probe(b);
       expect(b.view()).toEqual(['node-b']);
       a.link.down = false;
       let changes = 0;
@@ -439,6 +447,8 @@ describe('membership', () => {
       transport.serve(subjects.nodeProbe('node-a'), () => encode({ incarnation: 'node-a-inc-2' }));
       await step(['node-b'], probeAfterMs);
       await probe(b);
+      await step(['node-b'], probeConfirmMs);
+      await probe(b);
       expect(b.isAlive('node-a', 'node-a-inc-1')).toBe(false);
     });
 
@@ -451,15 +461,22 @@ describe('membership', () => {
       expect(b.isAlive('node-a')).toBe(true);
     });
 
-    it('membership - a node that loses its connection stops being live at once, and knows the others may judge it dead', async () => {
-      const { node } = await setup(['node-a', 'node-b']);
+    it('membership - one "no responders" is not enough: a node back on another NATS server by the second probe stays alive', async () => {
+      const { node, step } = await setup(['node-a', 'node-b']);
       const a = node('node-a');
-      let changes = 0;
-      a.membership.onChange(() => changes++);
+      const b = node('node-b').membership;
       a.link.loseConnection();
-      expect(a.membership.isLive).toBe(false);
-      expect(a.membership.othersMayJudgeDead).toBe(true);
-      expect(changes).toBe(1);
+      await step(['node-b'], probeAfterMs);
+      await probe(b);
+      a.link.down = false;
+      await step(['node-b'], probeConfirmMs);
+      await probe(b);
+      expect(b.isAlive('node-a')).toBe(true);
+      // Absent again later: it takes two answers again.
+      a.link.loseConnection();
+      await step(['node-b'], probeConfirmMs);
+      await probe(b);
+      expect(b.isAlive('node-a')).toBe(true);
     });
 
     it('membership - a node whose own link is down judges nobody by its failed probes', async () => {
@@ -488,15 +505,17 @@ describe('membership', () => {
       const { node, step } = await setup(['node-a', 'node-b']);
       const b = node('node-b').membership;
       node('node-a').membership.stop();
-      // The connection comes back just as the probe is asked: its heartbeat reaches node-b
-      // first, then the answer that nobody listened (sent before the connection was back).
+      await step(['node-b'], probeAfterMs);
+      await probe(b);
+      // The connection comes back just as the confirming probe is asked: its heartbeat reaches
+      // node-b first, then the answer that nobody listened (sent before the connection was back).
       const record: MemberRecord = { nodeId: 'node-a', incarnation: 'node-a-inc-1', startedAt: 0, shards: 0, actors: 0 };
       transport.serve(subjects.nodeProbe('node-a'), async () => {
         transport.publish(subjects.heartbeats, encode({ op: 'alive', record }));
         await flush();
         return null;
       });
-      await step(['node-b'], probeAfterMs);
+      await step(['node-b'], probeConfirmMs);
       await probe(b);
       await flush();
       expect(b.isAlive('node-a')).toBe(true);

@@ -50,7 +50,6 @@ export class NatsTransport implements Transport {
   private readonly kvm: Kvm;
   private readonly buckets = new Map<string, Promise<NatsKvBucket>>();
   private closing: Promise<void> | undefined;
-  private readonly disconnectListeners = new Set<() => void>();
 
   private constructor(
     /** The underlying connection, for diagnostics (`info`, `stats()`). */
@@ -95,11 +94,6 @@ export class NatsTransport implements Transport {
   /** Reconnections since `connect`. */
   get reconnects(): number {
     return this.reconnectCount;
-  }
-
-  onDisconnect(listener: () => void): () => void {
-    this.disconnectListeners.add(listener);
-    return () => this.disconnectListeners.delete(listener);
   }
 
   publish(subject: string, data: Uint8Array): void {
@@ -242,7 +236,6 @@ export class NatsTransport implements Transport {
       switch (s.type) {
         case 'disconnect':
           this.log?.warn({ server: s.server }, 'NATS disconnected; reconnecting');
-          for (const listener of this.disconnectListeners) listener();
           break;
         case 'reconnect':
           this.reconnectCount++;

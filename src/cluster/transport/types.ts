@@ -28,12 +28,6 @@ export interface Transport {
   readonly kind: string;
   /** Reconnections to the broker since start (NATS); absent in process. */
   readonly reconnects?: number;
-  /**
-   * Calls `listener` whenever the connection to the broker is lost (it reconnects on its
-   * own): the broker has dropped this node's subscriptions, so others asking for them hear
-   * "no responders". Absent in process, where the connection cannot be lost.
-   */
-  onDisconnect?(listener: () => void): () => void;
   publish(subject: string, data: Uint8Array): void;
   /** `*` matches one token and `>` the rest, as in NATS. */
   subscribe(subject: string, handler: MessageHandler): Subscription;
