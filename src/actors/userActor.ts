@@ -34,6 +34,8 @@ export interface UserActorOptions {
   onTimerTransition?: (transition: Transition) => void;
   /** Called for every event the machine processed, with the state before and after it (the live dashboard). */
   onProcessed?: (processed: ProcessedEvent) => void;
+  /** Called when a timer's transition throws: there is no caller to throw to (the actor keeps its state from before). */
+  onTimerError?: (error: unknown) => void;
 }
 
 export interface ProcessedEvent {
@@ -208,7 +210,13 @@ export class UserActor {
     const timer = this.timers.setTimeout(() => {
       this.pending?.delete(id);
       if (this.stopped) return;
-      const { kicks } = this.process(event);
+      let kicks: ActorKick[];
+      try {
+        ({ kicks } = this.process(event));
+      } catch (error) {
+        this.options.onTimerError?.(error);
+        return;
+      }
       this.options.onTimerTransition?.(this.collect(kicks));
     }, delay!);
     (this.pending ??= new Map()).set(id, timer);

@@ -40,13 +40,13 @@ export const DEFAULT_MEMBERSHIP_TIMING: MembershipTiming = { renewMs: 500, deadA
 /** How long a probe waits for its answer: a node that does not answer in time is left to `deadAfterMs`. */
 const PROBE_TIMEOUT_MS = 1_000;
 
+const EMPTY = new Uint8Array(0);
+
 /**
  * `fenced` is set while the sender cannot hear itself: it serves nothing, so the
  * others must not count its heartbeat as a renewed lease (else a node that can
  * publish but not receive would keep its shards unserved for as long as it lasts).
  */
-const EMPTY = new Uint8Array(0);
-
 type Heartbeat =
   | { op: 'alive'; record: MemberRecord; fenced?: boolean }
   | { op: 'leave'; nodeId: string; incarnation: string };

@@ -547,6 +547,7 @@ export class ShardHost {
       clock: this.deps.clock,
       ...(stored ? { snapshot: stored.snapshot as Snapshot<unknown> } : {}),
       onTimerTransition: (transition) => this.onTimer(resident, transition),
+      onTimerError: (error) => this.deps.log.error({ err: error, user: userID, app: app.sdkAppID }, 'timer transition failed'),
       onProcessed: (processed) => {
         const now = this.deps.clock.now();
         if (resident.inspectedUntil < now) return;

@@ -272,6 +272,7 @@ export class ShardLeases {
       // Taken as read even at a lower revision: a NATS cluster killed at once can lose its last
       // writes, and then the bucket's revisions go back below what this node remembers.
       else this.claims.set(shard, { ...decode<Omit<Claim, 'revision'>>(entry.value), revision: entry.revision });
+      this.claimChanged(shard);
     } catch (error) {
       this.options.log.warn({ err: error, shard }, 'shard claim not read; will retry');
     }

@@ -374,6 +374,13 @@ describe('membership', () => {
       await flush();
       await flush();
     };
+    /** node-b, alone renewing, asks once the others have been silent for probeAfterMs, and again probeConfirmMs later. */
+    const probeTwice = async (step: (renewing: string[], ms?: number) => Promise<void>, prober: Membership) => {
+      await step(['node-b'], probeAfterMs);
+      await probe(prober);
+      await step(['node-b'], probeConfirmMs);
+      await probe(prober);
+    };
 
     it('membership - a killed node (its connection gone) is dead once two probes probeConfirmMs apart find nobody listening, long before deadAfterMs', async () => {
       const { node, step } = await setup(['node-a', 'node-b', 'node-c']);
@@ -425,10 +432,7 @@ describe('membership', () => {
       const a = node('node-a');
       const b = node('node-b').membership;
       a.link.loseConnection();
-      await step(['node-b'], probeAfterMs);
-      await probe(b);
-      await step(['node-b'], probeConfirmMs);
-      await probe(b);
+      await probeTwice(step, b);
       expect(b.view()).toEqual(['node-b']);
       a.link.down = false;
       let changes = 0;
@@ -445,10 +449,7 @@ describe('membership', () => {
       node('node-a').membership.stop();
       // Restarted under the same id: it answers probes before node-b has heard its heartbeat.
       transport.serve(subjects.nodeProbe('node-a'), () => encode({ incarnation: 'node-a-inc-2' }));
-      await step(['node-b'], probeAfterMs);
-      await probe(b);
-      await step(['node-b'], probeConfirmMs);
-      await probe(b);
+      await probeTwice(step, b);
       expect(b.isAlive('node-a', 'node-a-inc-1')).toBe(false);
     });
 
