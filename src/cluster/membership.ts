@@ -35,7 +35,7 @@ export interface MembershipTiming {
   probeConfirmMs: number;
 }
 
-export const DEFAULT_MEMBERSHIP_TIMING: MembershipTiming = { renewMs: 500, deadAfterMs: 3_000, fenceAfterMs: 2_000, probeAfterMs: 600, probeConfirmMs: 250 };
+export const DEFAULT_MEMBERSHIP_TIMING: MembershipTiming = { renewMs: 500, deadAfterMs: 6_000, fenceAfterMs: 4_000, probeAfterMs: 600, probeConfirmMs: 250 };
 
 /** How long a probe waits for its answer: a node that does not answer in time is left to `deadAfterMs`. */
 const PROBE_TIMEOUT_MS = 1_000;
