@@ -128,7 +128,8 @@ export class UserActor {
   constructor(private readonly options: UserActorOptions) {
     const clock = options.clock ?? systemTimers;
     this.pure = machineFor(clock);
-    this.timers = hasTimers(clock) ? clock : { ...systemTimers, now: () => clock.now() };
+    // Only the timer functions are used here (the machine reads `clock` itself): one shared object.
+    this.timers = hasTimers(clock) ? clock : systemTimers;
     this.key = `${options.sdkAppID}:${options.userID}`;
     if (options.snapshot) {
       const stored = options.snapshot as Snapshot<unknown> & { value: unknown; context: PresenceContext };

@@ -129,7 +129,10 @@ export class ShardLeases {
     };
   }
 
-  private claimChanged(shard: number): void {
+  /** The one place this node's picture of a claim changes, so every change reaches the listeners. */
+  private setClaim(shard: number, claim: Claim | undefined): void {
+    if (claim) this.claims.set(shard, claim);
+    else this.claims.delete(shard);
     const listeners = this.claimListeners.get(shard);
     if (listeners) for (const listener of [...listeners]) listener();
   }
@@ -268,11 +271,9 @@ export class ShardLeases {
       const entry = await this.bucket.get(claimKey(shard));
       // A watch event that came meanwhile is newer than this read.
       if (this.claims.get(shard) !== known) return;
-      if (!entry) this.claims.delete(shard);
       // Taken as read even at a lower revision: a NATS cluster killed at once can lose its last
       // writes, and then the bucket's revisions go back below what this node remembers.
-      else this.claims.set(shard, { ...decode<Omit<Claim, 'revision'>>(entry.value), revision: entry.revision });
-      this.claimChanged(shard);
+      this.setClaim(shard, entry ? { ...decode<Omit<Claim, 'revision'>>(entry.value), revision: entry.revision } : undefined);
     } catch (error) {
       this.options.log.warn({ err: error, shard }, 'shard claim not read; will retry');
     }
@@ -290,8 +291,7 @@ export class ShardLeases {
   private observe(shard: number, claim: Omit<Claim, 'revision'>, revision: number): void {
     const known = this.claims.get(shard);
     if (known && known.revision >= revision) return;
-    this.claims.set(shard, { nodeId: claim.nodeId, incarnation: claim.incarnation, revision });
-    this.claimChanged(shard);
+    this.setClaim(shard, { nodeId: claim.nodeId, incarnation: claim.incarnation, revision });
     const ours = claim.nodeId === this.membership.nodeId && claim.incarnation === this.incarnation;
     if (this.held.has(shard) && !ours) {
       this.options.log.warn({ shard, holder: claim.nodeId }, 'shard claimed by another node: dropping it');
@@ -302,7 +302,6 @@ export class ShardLeases {
   }
 
   private forget(shard: number): void {
-    this.claims.delete(shard);
-    this.claimChanged(shard);
+    this.setClaim(shard, undefined);
   }
 }
