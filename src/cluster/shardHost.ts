@@ -29,6 +29,8 @@ interface Resident {
   shard: number;
   /** Whether the `active` index lists this actor (it has a device or a deadline pending). */
   indexed: boolean;
+  /** Revision of its `active` entry if this node wrote it (not for an actor restored from the index). */
+  indexRevision: number | undefined;
   /** Revision of the `users` key this actor last wrote or was loaded at (0: absent). */
   revision: number;
   /** Clock time of the last snapshot write, to persist heartbeats lazily. */
@@ -367,8 +369,14 @@ export class ShardHost {
     const active = this.deps.active;
     if (!active) return;
     const key = `${resident.shard}.${userKey(resident.sdkAppID, resident.userID)}`;
-    if (pending) await active.put(key, EMPTY);
-    else await active.delete(key);
+    // Erased, not deleted: a delete marker per user that ever went idle would stay in the
+    // bucket, and every takeover's listing would walk them all.
+    if (pending) {
+      resident.indexRevision = await active.put(key, EMPTY);
+    } else {
+      await active.erase(key, resident.indexRevision);
+      resident.indexRevision = undefined;
+    }
     resident.indexed = pending;
   }
 
@@ -533,6 +541,7 @@ export class ShardHost {
       userID,
       shard: shardOf(app.sdkAppID, userID),
       indexed: false,
+      indexRevision: undefined,
       revision: stored?.revision ?? 0,
       persistedAt: this.deps.clock.now(),
       friends,

@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { PresenceClient, UserStatusType, type UserStatus } from '../../src/client/index.js';
 import { shardOf } from '../../src/cluster/shards.js';
+import { BUCKETS, userKey } from '../../src/cluster/subjects.js';
 import { expandRanges } from '../../src/cluster/shardRanges.js';
 import { AdminClient } from '../support/admin.js';
 import { TestDevice } from '../support/clients.js';
@@ -308,6 +311,33 @@ describe('cluster failover', () => {
     expectNothingLost(await readAll());
     expectNobodyFlipped();
     await expectSubscriptionsIntact('after the rolling restart');
+  });
+
+  it('restore index - a logged-in user is listed for the next owner, and one who logs out leaves nothing in the bucket, not even a delete marker', async () => {
+    const nc = await connect({ servers: deployment.nats.urls });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const userID = 'fo-index-user';
+      const subject = `$KV.${BUCKETS.active}.${shardOf(app.sdkAppID, userID)}.${userKey(app.sdkAppID, userID)}`;
+      const messagesOf = async (): Promise<number> =>
+        (await jsm.streams.info(`KV_${BUCKETS.active}`, { subjects_filter: subject })).state.subjects?.[subject] ?? 0;
+      const until = async (count: number, what: string): Promise<void> => {
+        const giveUpAt = Date.now() + CALL_TIMEOUT_MS;
+        while ((await messagesOf()) !== count) {
+          if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      };
+      const client = new PresenceClient({ url: deployment.urls(0), sdkAppID: app.sdkAppID, requestTimeoutMs: CALL_TIMEOUT_MS });
+      extraClients.push(client);
+      await client.login(userID, app.sig(userID));
+      // Its heartbeat deadline is pending: a node taking the shard over must restore it.
+      await until(1, 'the index entry of a logged-in user');
+      await client.logout();
+      await until(0, 'the index entry to go without a marker');
+    } finally {
+      await nc.close();
+    }
   });
 
   it('failover - webhooks waiting on a node that is killed are all delivered, in order, by the next owner', async () => {

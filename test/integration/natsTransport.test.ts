@@ -223,6 +223,29 @@ describe('nats transport against one server', () => {
     expect((await kv.keys()).sort()).toEqual(['a', 'b.c']);
   });
 
+  it('nats transport - kv erase leaves no delete marker, keeps a later revision, and ignores one already gone', async () => {
+    const kv = await a.kv('t_erase');
+    const jsm = await jetstreamManager(a.nc);
+    const stored = async (): Promise<number> => (await jsm.streams.info('KV_t_erase')).state.messages;
+    const r1 = await kv.put('k', bytes('v1'));
+    const r2 = await kv.put('k', bytes('v2'));
+    // r1 went when r2 replaced it (one revision per key): erasing it changes nothing.
+    await kv.erase('k', r1);
+    expect((await kv.get('k'))!.revision).toBe(r2);
+    await kv.erase('k', r2);
+    await kv.put('other', bytes('v3'));
+    await kv.erase('other');
+    await kv.erase('absent');
+    expect(await kv.get('k')).toBeNull();
+    expect(await kv.keys()).toEqual([]);
+    expect(await stored()).toBe(0);
+    // A deleted key, by contrast, stays in the stream as its marker.
+    await kv.put('d', bytes('v4'));
+    await kv.delete('d');
+    expect(await stored()).toBe(1);
+    expect(await kv.create('k', bytes('v5'))).toBeGreaterThan(r2);
+  });
+
   it('nats transport - kv watch sees later puts and deletes, not earlier values', async () => {
     const kv = await a.kv('t_watch');
     await kv.put('early', bytes('0'));

@@ -144,6 +144,10 @@ export class LinkBucket implements KvBucket {
     this.link.check();
     return this.inner.delete(key, revision === undefined ? undefined : revision - this.link.revisionOffset);
   }
+  async erase(key: string, revision?: number): Promise<void> {
+    this.link.check();
+    return this.inner.erase(key, revision === undefined ? undefined : revision - this.link.revisionOffset);
+  }
   async keys(filter?: string): Promise<string[]> {
     this.link.check();
     return this.inner.keys(filter);

@@ -13,4 +13,22 @@ describe('in-process KV bucket', () => {
     expect(Buffer.from(entry!.value).toString()).toBe('hello');
     expect(entry!.value.buffer.byteLength).toBe(5);
   });
+
+  it('memory kv - erase removes the given revision without a watch event, and keeps a later one', async () => {
+    const bucket = new MemoryKvBucket('test');
+    const events: string[] = [];
+    await bucket.watch((event) => events.push(event.op));
+    const first = await bucket.put('k', new Uint8Array([1]));
+    const second = await bucket.put('k', new Uint8Array([2]));
+    await bucket.erase('k', first);
+    expect((await bucket.get('k'))?.revision).toBe(second);
+    await bucket.erase('k', second);
+    expect(await bucket.get('k')).toBeNull();
+    await bucket.put('other', new Uint8Array([3]));
+    await bucket.erase('other');
+    await bucket.erase('absent');
+    expect(await bucket.keys()).toEqual([]);
+    await new Promise<void>((resolve) => queueMicrotask(resolve));
+    expect(events).toEqual(['put', 'put', 'put']);
+  });
 });

@@ -47,6 +47,10 @@ export class MemoryKvBucket implements KvBucket {
     this.notify({ op: 'delete', key, revision: ++this.revision });
   }
 
+  async erase(key: string, revision?: number): Promise<void> {
+    if (revision === undefined || this.live(key)?.revision === revision) this.entries.delete(key);
+  }
+
   async keys(filter?: string): Promise<string[]> {
     return [...this.entries.keys()].filter((key) => this.live(key) && (filter === undefined || subjectMatches(filter, key)));
   }

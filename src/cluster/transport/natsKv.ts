@@ -1,6 +1,6 @@
 import { RequestError, TimeoutError } from '@nats-io/transport-node';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import { KvWatchInclude, type KV, type Kvm } from '@nats-io/kv';
+import { KvWatchInclude, type Bucket, type Kvm } from '@nats-io/kv';
 import { KvConflictError, KvUnavailableError } from './errors.js';
 import type { KvBucket, KvEntry, KvOptions, KvWatchEvent, Subscription } from './types.js';
 
@@ -30,7 +30,8 @@ export async function openNatsKv(
         history: options.history ?? 1,
         ...(options.ttlMs !== undefined ? { ttl: options.ttlMs } : {}),
       });
-      return new NatsKvBucket(bucket, kv, options.log);
+      // The manager's Bucket: `erase` needs its stream, which the KV interface does not show.
+      return new NatsKvBucket(bucket, kv as Bucket, options.log);
     } catch (err) {
       if (!isTransientJetStreamError(err) || Date.now() >= deadline) {
         throw new Error(
@@ -73,9 +74,16 @@ const isWrongLastSequence = (err: unknown): boolean =>
   (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
     err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
 
+// JetStream answers a delete of a missing sequence with 10057 (message delete failed) and the
+// store's reason, "no message found": a later revision replaced it (one revision kept per
+// key), or it was erased before.
+const isMessageGone = (err: unknown): boolean =>
+  err instanceof JetStreamApiError &&
+  (err.code === JetStreamApiCodes.NoMessageFound || (err.code === 10057 && /no message found/i.test(err.message)));
+
 /** A JetStream KV bucket with the contract of `KvBucket` (see `MemoryKvBucket`). */
 export class NatsKvBucket implements KvBucket {
-  constructor(readonly name: string, private readonly kv: KV, private readonly log?: KvLog) {}
+  constructor(readonly name: string, private readonly kv: Bucket, private readonly log?: KvLog) {}
 
   async get(key: string): Promise<KvEntry | null> {
     const entry = await this.call(key, () => this.kv.get(key));
@@ -121,6 +129,17 @@ export class NatsKvBucket implements KvBucket {
       await this.call(key, () => this.kv.delete(key, { previousSeq: revision }));
     } catch (err) {
       if (isWrongLastSequence(err)) throw new KvConflictError(this.name, key, revision, { cause: err });
+      throw err;
+    }
+  }
+
+  async erase(key: string, revision?: number): Promise<void> {
+    const sequence = revision ?? (await this.get(key))?.revision;
+    if (sequence === undefined) return;
+    try {
+      await this.call(key, () => this.kv.jsm.streams.deleteMessage(this.kv.stream, sequence, false));
+    } catch (err) {
+      if (isMessageGone(err)) return;
       throw err;
     }
   }

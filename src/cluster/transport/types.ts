@@ -73,6 +73,14 @@ export interface KvBucket {
   update(key: string, value: Uint8Array, revision: number): Promise<number>;
   /** Deletes; with `revision`, only if the key's latest revision is that. */
   delete(key: string, revision?: number): Promise<void>;
+  /**
+   * Removes revision `revision` of `key` (its latest, if omitted) and leaves nothing behind:
+   * no delete marker, no watch event. JetStream keeps a marker for every deleted key until
+   * the stream is purged, so an index whose keys come and go would hold every key it ever
+   * listed, and each `keys()` would walk them all. A later revision of the key is kept, so
+   * a writer that lost the key to another one cannot erase the other's entry.
+   */
+  erase(key: string, revision?: number): Promise<void>;
   /** Every key, or those matching a subject-style `filter` such as `12.>`. */
   keys(filter?: string): Promise<string[]>;
   /** Calls `handler` for every change after the call; returns a handle to stop. */
