@@ -75,6 +75,10 @@ export class NatsTransport implements Transport {
       waitOnFirstConnect: true,
       pingInterval: options.pingIntervalMs ?? 10_000,
       maxPingOut: 3,
+      // nats.js otherwise builds two Error objects with stack traces per request up front,
+      // in case it fails: 6.6 % of a node's CPU in a profile of the paced storm. A failure
+      // still has its type; it lacks only the caller's stack.
+      noAsyncTraces: true,
     });
     options.log?.info({ server: nc.getServer(), cluster: nc.info?.cluster }, 'connected to NATS');
     return new NatsTransport(nc, options.replicas ?? 1, options.log);
