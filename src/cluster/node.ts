@@ -180,6 +180,7 @@ export class PresenceNode implements AdminBackend {
     this.gateway = new Gateway({
       gatewayId: this.nodeId,
       transport: t,
+      delivery,
       router: this.router,
       apps: this.apps,
       revocations: this.revocations,

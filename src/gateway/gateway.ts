@@ -6,6 +6,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { verifyUserSig, UserSigError } from '../auth/index.js';
 import { decode } from '../cluster/codec.js';
 import type { GatewayDelivery, ShardCommand, ShardReply } from '../cluster/commands.js';
+import type { DeliveryBatcher } from '../cluster/delivery.js';
 import type { ShardRouter } from '../cluster/router.js';
 import { policyOf, type AppConfig, type AppRegistry } from '../cluster/stores/apps.js';
 import { gatingRefusal, type StatusCall } from '../actors/callPolicy.js';
@@ -35,6 +36,8 @@ const LOGIN_GRACE_MS = 30_000;
 export interface GatewayDeps {
   gatewayId: string;
   transport: Transport;
+  /** The node's delivery batcher: what it has for this gateway comes in process, not over the transport. */
+  delivery: DeliveryBatcher;
   router: ShardRouter;
   apps: AppRegistry;
   revocations: RevocationStore;
@@ -51,6 +54,7 @@ export class Gateway {
   private readonly connections = new Map<string, Connection>();
   private readonly pushes = new PushQueue();
   private delivery: Subscription | undefined;
+  private localDelivery: Subscription | undefined;
   private draining = false;
 
   constructor(private readonly deps: GatewayDeps) {}
@@ -59,6 +63,7 @@ export class Gateway {
     this.delivery = this.deps.transport.subscribe(subjects.gatewayOut(this.deps.gatewayId), (data) =>
       this.deliver(decode<GatewayDelivery>(data)),
     );
+    this.localDelivery = this.deps.delivery.connectLocal(this.deps.gatewayId, (message) => this.deliver(message));
   }
 
   get connectionCount(): number {
@@ -81,6 +86,7 @@ export class Gateway {
   async close(): Promise<void> {
     this.draining = true;
     this.delivery?.unsubscribe();
+    this.localDelivery?.unsubscribe();
     await Promise.all([...this.connections.values()].map((connection) => connection.queue));
     for (const connection of this.connections.values()) connection.closeWith(CloseCode.GOING_AWAY, 'node shutting down');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));

@@ -42,6 +42,34 @@ describe('delivery', () => {
     await transport.close();
   });
 
+  it('delivery - what is due to the node\'s own gateway is handed over in process, the rest is published, until the gateway disconnects', async () => {
+    const transport = new EmbeddedTransport();
+    const published: string[] = [];
+    transport.subscribe(subjects.gatewayOut('*'), (_data, subject) => published.push(subject));
+    const batcher = new DeliveryBatcher(transport);
+    const local: GatewayDelivery[] = [];
+    const connection = batcher.connectLocal('gw-own', (message) => local.push(message));
+    const change = status('alice', 7);
+    batcher.push('gw-own', 'c1', change);
+    batcher.push('gw-own', 'c2', change);
+    batcher.kick('gw-own', 'c3', 6206);
+    batcher.push('gw-other', 'c9', change);
+    batcher.flush();
+    await nextTick();
+    expect(local).toEqual([{ statuses: [change], pushes: [['c1', [0]], ['c2', [0]]], kicks: [['c3', 6206]] }]);
+    // The very object: nothing was encoded on the way.
+    expect(local[0]!.statuses![0]).toBe(change);
+    expect(published).toEqual([subjects.gatewayOut('gw-other')]);
+
+    connection.unsubscribe();
+    batcher.push('gw-own', 'c1', status('alice', 8));
+    batcher.flush();
+    await nextTick();
+    expect(local).toHaveLength(1);
+    expect(published).toEqual([subjects.gatewayOut('gw-other'), subjects.gatewayOut('gw-own')]);
+    await transport.close();
+  });
+
   it('delivery - each socket gets one frame per tick; sockets getting only the same status share its encoded bytes', async () => {
     const queue = new PushQueue();
     const a = recordingConnection('a');
