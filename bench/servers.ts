@@ -56,6 +56,9 @@ export async function startNode(options: StartNodeOptions): Promise<BenchNode> {
   const entry = options.source === 'dist' ? [DIST_CLI] : ['--import', 'tsx', SRC_CLI];
   // PRESENCE_BENCH_NODE_ARGS adds flags to the nodes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
   const extra = (process.env.PRESENCE_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  // A clustered node hands its shards over before it exits, which can outlast 15 s after a
+  // large run; a profiled node writes its profile only if it exits by itself.
+  const graceMs = extra.some((arg) => arg.startsWith('--cpu-prof') || arg.startsWith('--heap-prof')) ? 120_000 : 15_000;
   const args = [...extra, '--expose-gc', '--import', PROBE, ...entry, 'start', '--port', '0', '--host', '127.0.0.1', '--node-id', options.nodeId];
   if (options.nats) args.push('--nats', options.nats);
   const child = spawn(process.execPath, args, {
@@ -106,7 +109,7 @@ export async function startNode(options: StartNodeOptions): Promise<BenchNode> {
     async kill(signal: NodeJS.Signals = 'SIGTERM') {
       if (!alive()) return;
       child.kill(signal);
-      const timer = setTimeout(() => alive() && child.kill('SIGKILL'), 15_000);
+      const timer = setTimeout(() => alive() && child.kill('SIGKILL'), graceMs);
       await exited;
       clearTimeout(timer);
     },
