@@ -128,6 +128,7 @@ export class PresenceNode implements AdminBackend {
         return () => membership.isAlive(claim.nodeId, claim.incarnation);
       },
       onClaimChange: (shard, listener) => this.leases?.onClaimChange(shard, listener) ?? (() => undefined),
+      local: (command) => this.shardHost?.handleHere(command),
     });
     const delivery = new DeliveryBatcher(t);
     const cluster = this.options.cluster;

@@ -79,6 +79,46 @@ describe('shard router', () => {
     await transport.close();
   });
 
+  it('router - a command for a shard served here runs here, the very object, without a request', async () => {
+    const transport = new EmbeddedTransport();
+    const remote: string[] = [];
+    transport.serve(subjectOf('dave'), async (data) => {
+      remote.push(decode<ShardCommand>(data).op);
+      return encode({ ok: true } as ShardReply);
+    });
+    const ranHere: ShardCommand[] = [];
+    const router = new ShardRouter(transport, {
+      local: (command) => {
+        ranHere.push(command);
+        return Promise.resolve({ ok: true } as ShardReply);
+      },
+    });
+    const command = setStatus('dave');
+    expect(await router.send(command)).toMatchObject({ ok: true });
+    expect(ranHere).toEqual([command]);
+    expect(ranHere[0]).toBe(command);
+    expect(remote).toEqual([]);
+    await transport.close();
+  });
+
+  it('router - a command this node stopped serving in the meantime (moved, or silent) goes to the owner over the transport', async () => {
+    const transport = new EmbeddedTransport();
+    const remote: string[] = [];
+    transport.serve(subjectOf('erin'), async (data) => {
+      remote.push(decode<ShardCommand>(data).op);
+      return encode({ ok: true, status: { userID: 'erin' } } as unknown as ShardReply);
+    });
+    const answers: Array<ShardReply | null> = [
+      { ok: false, moved: true, error: { code: ErrorCode.REQUEST_TIMEOUT, desc: 'handed over' } },
+      null,
+    ];
+    const router = new ShardRouter(transport, { local: () => Promise.resolve(answers.shift() ?? null) });
+    expect(await router.send(setStatus('erin'))).toMatchObject({ ok: true, status: { userID: 'erin' } });
+    expect(await router.send(setStatus('erin'))).toMatchObject({ ok: true, status: { userID: 'erin' } });
+    expect(remote).toEqual(['setCustomStatus', 'setCustomStatus']);
+    await transport.close();
+  });
+
   describe('retrying a shard that nobody serves', () => {
     afterEach(() => {
       vi.useRealTimers();
