@@ -40,6 +40,16 @@ function shardMovingAfterADeath(transport: EmbeddedTransport, user: string) {
   };
 }
 
+/** An owner of `user`'s shard on another node: records the ops it runs and answers `reply`. */
+function remoteOwner(transport: EmbeddedTransport, user: string, reply: ShardReply = { ok: true } as ShardReply): string[] {
+  const ran: string[] = [];
+  transport.serve(subjectOf(user), async (data) => {
+    ran.push(decode<ShardCommand>(data).op);
+    return encode(reply);
+  });
+  return ran;
+}
+
 describe('shard router', () => {
   it('router - a command whose owner dies before answering is sent again to the next owner', async () => {
     const transport = new EmbeddedTransport();
@@ -68,11 +78,7 @@ describe('shard router', () => {
 
   it('router - a command to a live owner is answered once, by it', async () => {
     const transport = new EmbeddedTransport();
-    const seen: string[] = [];
-    transport.serve(subjectOf('carol'), async (data) => {
-      seen.push(decode<ShardCommand>(data).op);
-      return encode({ ok: true } as ShardReply);
-    });
+    const seen = remoteOwner(transport, 'carol');
     const router = new ShardRouter(transport, { holderOf: () => () => true, holderCheckMs: 5 });
     expect(await router.send(setStatus('carol'))).toMatchObject({ ok: true });
     expect(seen).toEqual(['setCustomStatus']);
@@ -81,11 +87,7 @@ describe('shard router', () => {
 
   it('router - a command for a shard served here runs here, the very object, without a request', async () => {
     const transport = new EmbeddedTransport();
-    const remote: string[] = [];
-    transport.serve(subjectOf('dave'), async (data) => {
-      remote.push(decode<ShardCommand>(data).op);
-      return encode({ ok: true } as ShardReply);
-    });
+    const remote = remoteOwner(transport, 'dave');
     const ranHere: ShardCommand[] = [];
     const router = new ShardRouter(transport, {
       local: (command) => {
@@ -103,11 +105,7 @@ describe('shard router', () => {
 
   it('router - a command this node stopped serving in the meantime (moved, or silent) goes to the owner over the transport', async () => {
     const transport = new EmbeddedTransport();
-    const remote: string[] = [];
-    transport.serve(subjectOf('erin'), async (data) => {
-      remote.push(decode<ShardCommand>(data).op);
-      return encode({ ok: true, status: { userID: 'erin' } } as unknown as ShardReply);
-    });
+    const remote = remoteOwner(transport, 'erin', { ok: true, status: { userID: 'erin' } } as unknown as ShardReply);
     const answers: Array<ShardReply | null> = [
       { ok: false, moved: true, error: { code: ErrorCode.REQUEST_TIMEOUT, desc: 'handed over' } },
       null,
