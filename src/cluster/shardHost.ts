@@ -208,10 +208,22 @@ export class ShardHost {
    */
   async handle(command: ShardCommand): Promise<ShardReply | null> {
     const shard = shardOf(command.app, command.user);
-    if (!this.serves(shard)) {
-      if (this.deps.othersMayServe?.() ?? false) return null;
-      return { ok: false, moved: true, error: { code: ErrorCode.REQUEST_TIMEOUT, desc: `shard ${shard} is not served by ${this.deps.nodeId}` } };
-    }
+    if (this.serves(shard)) return this.run(command);
+    if (this.deps.othersMayServe?.() ?? false) return null;
+    return { ok: false, moved: true, error: { code: ErrorCode.REQUEST_TIMEOUT, desc: `shard ${shard} is not served by ${this.deps.nodeId}` } };
+  }
+
+  /** Runs `command` here if this node serves its shard now; undefined if it does not. */
+  handleHere(command: ShardCommand): Promise<ShardReply> | undefined {
+    return this.serves(shardOf(command.app, command.user)) ? this.run(command) : undefined;
+  }
+
+  private serves(shard: number): boolean {
+    return this.served.has(shard) && (this.deps.isServing?.(shard) ?? true);
+  }
+
+  /** Runs a command of a shard served here on the user's actor. */
+  private async run(command: ShardCommand): Promise<ShardReply> {
     const app = this.deps.apps.get(command.app);
     if (!app) return refused(ErrorCode.UNKNOWN_SDKAPPID, `sdkAppID ${command.app} is not configured on this cluster`);
     try {
@@ -221,15 +233,6 @@ export class ShardHost {
       this.deps.log.error({ err: error, user: command.user, app: command.app, op: command.op }, 'command failed');
       return refused(ErrorCode.INTERNAL_ERROR, error instanceof PersistenceError ? error.message : 'internal error');
     }
-  }
-
-  /** Runs `command` here if this node serves its shard now; undefined if it does not. */
-  handleHere(command: ShardCommand): Promise<ShardReply | null> | undefined {
-    return this.serves(shardOf(command.app, command.user)) ? this.handle(command) : undefined;
-  }
-
-  private serves(shard: number): boolean {
-    return this.served.has(shard) && (this.deps.isServing?.(shard) ?? true);
   }
 
   /** Public statuses of many users: resident actors first, the `status` bucket for the rest. */
