@@ -2,7 +2,7 @@ import { and, assign, emit, enqueueActions, not, setup } from 'xstate';
 import { ErrorCode } from '../errors.js';
 import { isSelfQuery, recordCall, refusal, type StatusCall } from './callPolicy.js';
 import { earliestDeadline, expireDevices, forgetDropped, rememberDropped } from './devices.js';
-import { subscribe, unsubscribe } from './subscriptions.js';
+import { NO_SUBSCRIPTIONS, subscribe, unsubscribe } from './subscriptions.js';
 import { DEFAULT_LIMITS } from './types.js';
 import type {
   ActorEmitted,
@@ -46,7 +46,7 @@ export function initialContext(input: PresenceInput): PresenceContext {
     customStatus: '',
     version: 0,
     lastSeenAt: 0,
-    subscriptions: [],
+    subscriptions: NO_SUBSCRIPTIONS,
     retentionDeadline: 0,
     retentionMs: DEFAULT_LIMITS.subscriptionRetentionMs,
     rateWindows: {},
@@ -84,7 +84,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
       hasDroppedDevices: ({ context }) => context.droppedDevices.length > 0,
       allDevicesTimedOut: ({ context }) =>
         Object.keys(expireDevices(context.devices, clock.now()).alive).length === 0,
-      nothingRetained: ({ context }) => context.subscriptions.length === 0,
+      nothingRetained: ({ context }) => context.subscriptions.userIDs.length === 0,
       callRefused: ({ context, event }) =>
         refusal(context, statusCall(event as CallEvent), (event as CallEvent).policy, clock.now()) !== undefined,
       customStatusUnchanged: ({ context, event }) =>
@@ -170,7 +170,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
           version: context.version + 1,
           customStatus: '',
           lastSeenAt: clock.now(),
-          retentionDeadline: context.subscriptions.length > 0 ? clock.now() + retentionMs : 0,
+          retentionDeadline: context.subscriptions.userIDs.length > 0 ? clock.now() + retentionMs : 0,
         };
       }),
       setCustomStatus: assign(({ context, event }) =>
@@ -197,7 +197,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
       unsubscribe: assign(({ context, event }) =>
         event.type === 'UNSUBSCRIBE' ? { subscriptions: unsubscribe(context.subscriptions, event.userIDs) } : {},
       ),
-      clearSubscriptions: assign({ subscriptions: [], retentionDeadline: 0 }),
+      clearSubscriptions: assign({ subscriptions: NO_SUBSCRIPTIONS, retentionDeadline: 0 }),
     },
   }).createMachine({
     id: 'presence',

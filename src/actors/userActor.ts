@@ -1,6 +1,7 @@
 import { createActor, type AnyActorScope, type AnyEventObject, type ExecutableActionObject, type Snapshot, type SnapshotFrom } from 'xstate';
 import { createPresenceMachine, type Clock, type PresenceMachine } from './machine.js';
 import { publicStatus } from './publicStatus.js';
+import { storedSubscriptions } from './subscriptions.js';
 import type { ActorEmitted, ActorKick, ActorReply, PresenceContext, PresenceEvent, UserStatus } from './types.js';
 
 /** What one transition of a user actor did, for the host to persist and announce. */
@@ -133,7 +134,8 @@ export class UserActor {
     this.key = `${options.sdkAppID}:${options.userID}`;
     if (options.snapshot) {
       const stored = options.snapshot as Snapshot<unknown> & { value: unknown; context: PresenceContext };
-      this.snapshot = this.pure.machine.resolveState({ value: stored.value as never, context: stored.context });
+      const context = { ...stored.context, subscriptions: storedSubscriptions(stored.context.subscriptions) };
+      this.snapshot = this.pure.machine.resolveState({ value: stored.value as never, context });
       this.last = publicStatus(this.context);
       // A stored snapshot carries no timers: re-entering the state re-arms them with the time left.
       this.step({ type: 'RESUME' });

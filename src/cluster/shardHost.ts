@@ -1,6 +1,6 @@
 import type { Snapshot } from 'xstate';
 import { UserActor, type Clock, type StepResult, type TimerClock, type Transition } from '../actors/index.js';
-import type { Device, Platform, PresenceEvent, Subscription as ActorSubscription, UserStatus } from '../actors/types.js';
+import type { Device, Platform, PresenceEvent, SubscriptionList, UserStatus } from '../actors/types.js';
 import { ErrorCode } from '../errors.js';
 import { transitionRecord } from '../inspection/transitionRecord.js';
 import { inspectUser } from '../inspection/userInspection.js';
@@ -48,7 +48,7 @@ interface Resident {
 
 interface InterestBasis {
   online: boolean;
-  subscriptions: readonly ActorSubscription[];
+  subscriptions: SubscriptionList;
   friends: readonly string[] | undefined;
 }
 
@@ -57,7 +57,7 @@ const FOLLOWS_NOBODY: ReadonlySet<string> = new Set();
 /** Whom a user follows: nobody while offline, else its subscriptions and (with the app's friend switch on) its friends. */
 function followedBy(basis: InterestBasis | undefined): ReadonlySet<string> {
   if (!basis?.online) return FOLLOWS_NOBODY;
-  const targets = new Set(basis.subscriptions.map((s) => s.userID));
+  const targets = new Set(basis.subscriptions.userIDs);
   for (const friend of basis.friends ?? []) targets.add(friend);
   return targets;
 }

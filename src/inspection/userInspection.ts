@@ -1,6 +1,7 @@
 import type { AppLimits, PresenceContext, RateLimitedCall, UserStatus } from '../actors/types.js';
 import { publicStatus } from '../actors/publicStatus.js';
 import { prune } from '../actors/rateWindow.js';
+import { subscriptionEntries } from '../actors/subscriptions.js';
 
 /** Everything the dashboard shows about one user actor, as plain JSON. */
 export interface UserInspection {
@@ -68,7 +69,7 @@ export function inspectUser(
     status: publicStatus(context),
     devices,
     droppedDevices: [...context.droppedDevices],
-    subscriptions: [...context.subscriptions].sort((a, b) => a.subscribedAt - b.subscribedAt).map((s) => ({ ...s })),
+    subscriptions: subscriptionEntries(context.subscriptions).sort((a, b) => a.subscribedAt - b.subscribedAt),
     subscriptionCap: limits.subscriptionCap,
     rateWindows: CALLS.map((call) => {
       const window = prune(context.rateWindows[call], now, windowMs);

@@ -40,7 +40,7 @@ function loggedIn(p: AppPolicy = policy()) {
     actor.step({ type: 'SUBSCRIBE', requestId: rid(), policy: pol, deviceId: 'd1', connId: 'c1', userIDs });
   const unsub = (userIDs: string[], pol: AppPolicy = p): StepResult =>
     actor.step({ type: 'UNSUBSCRIBE', requestId: rid(), policy: pol, deviceId: 'd1', connId: 'c1', userIDs });
-  const subscribed = () => actor.context.subscriptions.map((s) => s.userID);
+  const subscribed = () => [...actor.context.subscriptions.userIDs];
   return { clock, actor, q, sub, unsub, subscribed };
 }
 
@@ -77,7 +77,7 @@ describe('subscriptions - through the actor', () => {
     const { sub, clock, actor } = loggedIn();
     clock.increment(1234);
     sub(['bob']);
-    expect(actor.context.subscriptions).toEqual([{ userID: 'bob', subscribedAt: T0 + 1234 }]);
+    expect(actor.context.subscriptions).toEqual({ userIDs: ['bob'], subscribedAt: [T0 + 1234] });
   });
 
   it('subscriptions - the default cap is 200; the 201st evicts the oldest', () => {
@@ -209,7 +209,7 @@ describe('subscriptions - through the actor', () => {
     actor.step({ type: 'LOGIN', requestId: rid(), policy: policy(), deviceId: 'd2', connId: 'c2', gatewayId: 'g2', platform: 'ios' });
     sub(['bob']);
     actor.step({ type: 'UNSUBSCRIBE', requestId: rid(), policy: policy(), deviceId: 'd2', connId: 'c2', userIDs: ['bob'] });
-    expect(actor.context.subscriptions).toEqual([]);
+    expect(actor.context.subscriptions.userIDs).toEqual([]);
   });
 });
 

@@ -434,7 +434,7 @@ describe('machine - unknown connections', () => {
     expect(refusedCode(subscribeTo(actor, 'd1', ['bob'], 'stranger').reply)).toBe(ErrorCode.NOT_LOGGED_IN);
     expect(refusedCode(unsubscribeFrom(actor, 'd1', [], 'stranger').reply)).toBe(ErrorCode.NOT_LOGGED_IN);
     expect(refusedCode(setStatus(actor, 'd1', 'x', 'stranger').reply)).toBe(ErrorCode.NOT_LOGGED_IN);
-    expect(actor.context.subscriptions).toEqual([]);
+    expect(actor.context.subscriptions.userIDs).toEqual([]);
     expect(actor.status.customStatus).toBe('');
   });
 

@@ -97,9 +97,9 @@ for (const [name, roundTrip] of [
       const { actor: copy, clock: clock2 } = restored(snap, T0 + 100_000);
       expect(copy.state).toEqual({ offline: 'retainingSubscriptions' });
       clock2.increment(RETAIN - 100_000 - 1); // 499 999 ms more
-      expect(copy.context.subscriptions.map((s) => s.userID)).toEqual(['bob']);
+      expect(copy.context.subscriptions.userIDs).toEqual(['bob']);
       clock2.increment(1); // 500 000 ms more
-      expect(copy.context.subscriptions).toEqual([]);
+      expect(copy.context.subscriptions.userIDs).toEqual([]);
       expect(copy.state).toEqual({ offline: 'idle' });
     });
 
@@ -112,15 +112,33 @@ for (const [name, roundTrip] of [
       const snap = roundTrip(actor.persistedSnapshot());
       const { actor: copy, clock: clock2 } = restored(snap, T0 + 200_000);
       clock2.increment(RETAIN - 200_000 - 1);
-      expect(copy.context.subscriptions).toHaveLength(1);
+      expect(copy.context.subscriptions.userIDs).toHaveLength(1);
       clock2.increment(1);
-      expect(copy.context.subscriptions).toEqual([]);
+      expect(copy.context.subscriptions.userIDs).toEqual([]);
       expect(copy.status.statusType).toBe(UserStatusType.UNLOGINED);
     });
   });
 }
 
 describe('restore - behaviour after restoring', () => {
+  it('restore - a snapshot stored with one entry per subscription (before they were packed) keeps them, and their age', () => {
+    const { actor, clock } = original();
+    login(actor, 'd1', 'c1');
+    actor.step({ type: 'SUBSCRIBE', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', userIDs: ['bob'] });
+    clock.increment(1_000);
+    actor.step({ type: 'SUBSCRIBE', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', userIDs: ['carol'] });
+    const stored = viaMsgpack(actor.persistedSnapshot()) as Snapshot<unknown> & { context: Record<string, unknown> };
+    stored.context.subscriptions = [
+      { userID: 'bob', subscribedAt: T0 },
+      { userID: 'carol', subscribedAt: T0 + 1_000 },
+    ];
+    const { actor: copy } = restored(viaMsgpack(stored), T0 + 2_000);
+    expect(copy.context.subscriptions).toEqual(actor.context.subscriptions);
+    const capped = { ...policy(), limits: { ...DEFAULT_LIMITS, rateLimit: { ...DEFAULT_LIMITS.rateLimit }, subscriptionCap: 2 } };
+    const res = copy.step({ type: 'SUBSCRIBE', requestId: rid(), policy: capped, deviceId: 'd1', connId: 'c1', userIDs: ['dave'] });
+    expect(res.reply).toMatchObject({ ok: true, evicted: ['bob'] });
+  });
+
   it('restore - the restore itself is not reported as a timer transition that changes the status', () => {
     const { actor } = original();
     login(actor, 'd1', 'c1');
