@@ -4,10 +4,11 @@ import type { StatusEvent } from './commands.js';
 import type { DeliveryBatcher } from './delivery.js';
 import { subjects, userKey } from './subjects.js';
 import type { Subscription, Transport } from './transport/types.js';
+import { Watchers } from './watchers.js';
 
 interface Interest {
   subscription: Subscription;
-  watchers: Set<string>;
+  watchers: Watchers<string>;
   /** The newest version seen, so a late or repeated event is never delivered. */
   version: number;
 }
@@ -56,7 +57,7 @@ export class FanOut {
         const event = decode<StatusEvent>(data);
         if (this.dispatch(targetKey, event.status)) this.observeLatency(Math.max(0, Date.now() - event.at) / 1000);
       });
-      this.interests.set(targetKey, (interest = { subscription, watchers: new Set(), version: 0 }));
+      this.interests.set(targetKey, (interest = { subscription, watchers: new Watchers(), version: 0 }));
     }
     interest.watchers.add(watcherKey);
   }
