@@ -1,0 +1,107 @@
+import { describe, expect, it, vi } from 'vitest';
+import type { Device, UserStatus } from '../../src/actors/types.js';
+import { encode } from '../../src/cluster/codec.js';
+import type { GatewayDelivery, StatusEvent } from '../../src/cluster/commands.js';
+import { DeliveryBatcher } from '../../src/cluster/delivery.js';
+import { FanOut } from '../../src/cluster/fanout.js';
+import { subjects, userKey } from '../../src/cluster/subjects.js';
+import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
+
+const APP = 1400000001;
+const OTHER_APP = 1400000002;
+
+const status = (userID: string, version: number): UserStatus => ({ userID, statusType: 1, customStatus: `v${version}`, version, lastSeenAt: 0 });
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** Waits for the transport's microtasks, then for the flush the batcher scheduled in them. */
+const settled = async () => {
+  await nextTurn();
+  await nextTurn();
+};
+
+/** A node's fan-out over the embedded transport; each watcher has one device, connection `c-<watcher key>` on gateway `gw`. */
+function node() {
+  const transport = new EmbeddedTransport();
+  const subscribe = vi.spyOn(transport, 'subscribe');
+  const delivery = new DeliveryBatcher(transport);
+  const pushed: string[] = [];
+  delivery.connectLocal('gw', (message: GatewayDelivery) => {
+    for (const [connId, indexes] of message.pushes ?? []) {
+      for (const i of indexes) pushed.push(`${connId}<-${message.statuses![i]!.userID}@${message.statuses![i]!.version}`);
+    }
+  });
+  const device = (key: string): Device => ({ connId: `c-${key}`, gatewayId: 'gw', platform: 'web', heartbeatDeadline: 0 });
+  const fanout = new FanOut(transport, delivery, (key) => [device(key)]);
+  const publish = (app: number, change: UserStatus) => {
+    const event: StatusEvent = { app, status: change, at: Date.now() };
+    transport.publish(subjects.userStatus(app, change.userID), encode(event));
+  };
+  const follow = (app: number, watcher: string, previous: string[], next: string[]) =>
+    fanout.follow(userKey(app, watcher), app, new Set(previous), new Set(next));
+  return { transport, subscribe, fanout, pushed, publish, follow };
+}
+
+describe('fanout', () => {
+  it('fanout - one transport subscription per app, however many users its watchers here follow', async () => {
+    const { subscribe, fanout, pushed, publish, follow } = node();
+    follow(APP, 'w1', [], ['a', 'b', 'c']);
+    follow(APP, 'w2', [], ['a', 'd']);
+    expect(subscribe).toHaveBeenCalledTimes(1);
+    expect(subscribe.mock.calls[0]![0]).toBe(subjects.appStatuses(APP));
+    expect(fanout.interestCount).toBe(4);
+    publish(APP, status('a', 1));
+    publish(APP, status('d', 1));
+    await settled();
+    expect(pushed.sort()).toEqual([`c-${APP}.w1<-a@1`, `c-${APP}.w2<-a@1`, `c-${APP}.w2<-d@1`]);
+  });
+
+  it('fanout - a change of a user nobody here follows reaches no one', async () => {
+    const { pushed, publish, follow } = node();
+    follow(APP, 'w1', [], ['a']);
+    publish(APP, status('stranger', 1));
+    await settled();
+    expect(pushed).toEqual([]);
+  });
+
+  it('fanout - an older or repeated version of a change is not delivered again', async () => {
+    const { pushed, publish, follow } = node();
+    follow(APP, 'w1', [], ['a']);
+    publish(APP, status('a', 2));
+    publish(APP, status('a', 2));
+    publish(APP, status('a', 1));
+    publish(APP, status('a', 3));
+    await settled();
+    expect(pushed).toEqual([`c-${APP}.w1<-a@2`, `c-${APP}.w1<-a@3`]);
+  });
+
+  it('fanout - when the last watcher of an app stops following, its subscription ends, and the next follow makes a new one', async () => {
+    const { subscribe, fanout, pushed, publish, follow } = node();
+    follow(APP, 'w1', [], ['a', 'b']);
+    follow(APP, 'w2', [], ['a']);
+    follow(APP, 'w1', ['a', 'b'], ['b']);
+    publish(APP, status('a', 1));
+    await settled();
+    expect(pushed).toEqual([`c-${APP}.w2<-a@1`]);
+    follow(APP, 'w1', ['b'], []);
+    follow(APP, 'w2', ['a'], []);
+    expect(fanout.interestCount).toBe(0);
+    publish(APP, status('a', 2));
+    await settled();
+    expect(pushed).toEqual([`c-${APP}.w2<-a@1`]);
+    follow(APP, 'w3', [], ['a']);
+    expect(subscribe).toHaveBeenCalledTimes(2);
+    publish(APP, status('a', 3));
+    await settled();
+    expect(pushed).toEqual([`c-${APP}.w2<-a@1`, `c-${APP}.w3<-a@3`]);
+  });
+
+  it('fanout - the same userID in another app is another user', async () => {
+    const { subscribe, pushed, publish, follow } = node();
+    follow(APP, 'w1', [], ['a']);
+    follow(OTHER_APP, 'w9', [], ['a']);
+    expect(subscribe).toHaveBeenCalledTimes(2);
+    publish(OTHER_APP, status('a', 1));
+    await settled();
+    expect(pushed).toEqual([`c-${OTHER_APP}.w9<-a@1`]);
+  });
+});
