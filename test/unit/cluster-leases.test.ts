@@ -15,7 +15,7 @@ const ALL_SHARDS = Array.from({ length: SHARDS }, (_, shard) => shard);
 const log = pino({ level: 'silent' });
 
 interface ServerCall {
-  op: 'acquire' | 'release' | 'drop';
+  op: 'listen' | 'unlisten' | 'acquire' | 'release' | 'drop';
   shard: number;
   at: number;
 }
@@ -29,6 +29,12 @@ class FakeServer implements ShardServer {
     this.calls.push({ op: 'acquire', shard, at: this.clock.now() });
     this.onAcquire(shard);
     this.serving.add(shard);
+  }
+  listen(shard: number): void {
+    this.calls.push({ op: 'listen', shard, at: this.clock.now() });
+  }
+  unlisten(shard: number): void {
+    this.calls.push({ op: 'unlisten', shard, at: this.clock.now() });
   }
   async release(shard: number): Promise<void> {
     this.calls.push({ op: 'release', shard, at: this.clock.now() });
@@ -644,6 +650,27 @@ describe('shard leases', () => {
     expect(b.server.callsOf('acquire').length + c.server.callsOf('acquire').length).toBe(SHARDS);
     viewB.mockRestore();
     viewC.mockRestore();
+  });
+
+  it('leases - racers listen to a shard before writing their claim: the winner then serves it, the loser stops listening', async () => {
+    const cluster = await Cluster.create(['node-b', 'node-c']);
+    const b = cluster.node('node-b');
+    const c = cluster.node('node-c');
+    await cluster.announce();
+    vi.spyOn(b.membership, 'view').mockReturnValue(['node-b']);
+    vi.spyOn(c.membership, 'view').mockReturnValue(['node-c']);
+    await Promise.all([c.leases.tick(), b.leases.tick()]);
+    await flush();
+    let contested = 0;
+    for (const shard of ALL_SHARDS) {
+      const ops = (id: string) => cluster.node(id).server.calls.filter((call) => call.shard === shard).map((call) => call.op);
+      const [winner] = ['node-b', 'node-c'].filter((id) => cluster.node(id).leases.heldShards.includes(shard));
+      const loser = winner === 'node-b' ? 'node-c' : 'node-b';
+      expect(ops(winner!), `${winner} on shard ${shard}`).toEqual(['listen', 'acquire']);
+      expect([[], ['listen', 'unlisten']], `${loser} on shard ${shard}`).toContainEqual(ops(loser));
+      if (ops(loser).length) contested++;
+    }
+    expect(contested).toBeGreaterThan(0);
   });
 
   it('leases - the loser of a claim race does not take the shard while the winner is alive', async () => {
