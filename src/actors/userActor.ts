@@ -24,19 +24,27 @@ export interface TimerClock extends Clock {
   clearTimeout(id: unknown): void;
 }
 
+/**
+ * What an actor tells its host. One observer may serve every actor of a host (each call
+ * names the actor), so a host holding many users does not keep closures per user.
+ */
+export interface ActorObserver {
+  /** Called for transitions the actor makes on its own (timers), never for `step`. */
+  onTimerTransition?(actor: UserActor, transition: Transition): void;
+  /** Called for every event the machine processed, with the state before and after it (the live dashboard). */
+  onProcessed?(actor: UserActor, processed: ProcessedEvent): void;
+  /** Called when a timer's transition throws: there is no caller to throw to (the actor keeps its state from before). */
+  onTimerError?(actor: UserActor, error: unknown): void;
+}
+
 export interface UserActorOptions {
   sdkAppID: number;
   userID: string;
   /** The time the machine reads; its timers too when it has `setTimeout` (a `SimulatedClock`). */
   clock?: Clock | TimerClock;
-  /** A snapshot from `persistedSnapshot()`, possibly taken on another node. */
+  /** A snapshot from `persistedSnapshot()`, possibly taken on another node; not kept once restored. */
   snapshot?: Snapshot<unknown>;
-  /** Called for transitions the actor makes on its own (timers), never for `step`. */
-  onTimerTransition?: (transition: Transition) => void;
-  /** Called for every event the machine processed, with the state before and after it (the live dashboard). */
-  onProcessed?: (processed: ProcessedEvent) => void;
-  /** Called when a timer's transition throws: there is no caller to throw to (the actor keeps its state from before). */
-  onTimerError?: (error: unknown) => void;
+  observer?: ActorObserver;
 }
 
 export interface ProcessedEvent {
@@ -108,17 +116,19 @@ const systemTimers: TimerClock = {
 
 const hasTimers = (clock: Clock | TimerClock): clock is TimerClock => typeof (clock as Partial<TimerClock>).setTimeout === 'function';
 
+const NO_OBSERVER: ActorObserver = {};
+
 /**
  * A user presence actor with a synchronous request API: `step` runs one event through
  * the machine and returns the reply and the status before and after it. It holds only
  * the machine's snapshot and its pending timers, and runs events through the machine's
  * pure transition function: a live xstate actor (its own actor system, mailbox, listeners) cost
  * about twice the memory per user. Transitions made by the actor's own timers are
- * reported through `onTimerTransition`.
+ * reported to its observer's `onTimerTransition`.
  */
 export class UserActor {
-  readonly key: string;
   private readonly pure: PureMachine;
+  private readonly observer: ActorObserver;
   private readonly timers: TimerClock;
   private snapshot: PresenceSnapshot;
   /** Pending delayed events by id (`xstate.after.…`), as the actor's timers. */
@@ -126,12 +136,12 @@ export class UserActor {
   private last: UserStatus;
   private stopped = false;
 
-  constructor(private readonly options: UserActorOptions) {
+  constructor(options: UserActorOptions) {
     const clock = options.clock ?? systemTimers;
     this.pure = machineFor(clock);
     // Only the timer functions are used here (the machine reads `clock` itself): one shared object.
     this.timers = hasTimers(clock) ? clock : systemTimers;
-    this.key = `${options.sdkAppID}:${options.userID}`;
+    this.observer = options.observer ?? NO_OBSERVER;
     if (options.snapshot) {
       const stored = options.snapshot as Snapshot<unknown> & { value: unknown; context: PresenceContext };
       const context = { ...stored.context, subscriptions: storedSubscriptions(stored.context.subscriptions) };
@@ -183,7 +193,7 @@ export class UserActor {
     const [next, actions] = collecting(this.pure, (scope) => this.pure.machine.transition(this.snapshot, event as PresenceEvent, scope));
     this.snapshot = next;
     const emitted = this.run(actions);
-    this.options.onProcessed?.({ event: event.type, from, to: next.value, context: next.context });
+    this.observer.onProcessed?.(this, { event: event.type, from, to: next.value, context: next.context });
     return emitted;
   }
 
@@ -217,10 +227,10 @@ export class UserActor {
       try {
         ({ kicks } = this.process(event));
       } catch (error) {
-        this.options.onTimerError?.(error);
+        this.observer.onTimerError?.(this, error);
         return;
       }
-      this.options.onTimerTransition?.(this.collect(kicks));
+      this.observer.onTimerTransition?.(this, this.collect(kicks));
     }, delay!);
     (this.pending ??= new Map()).set(id, timer);
   }

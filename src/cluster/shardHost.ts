@@ -1,5 +1,5 @@
 import type { Snapshot } from 'xstate';
-import { UserActor, type Clock, type StepResult, type TimerClock, type Transition } from '../actors/index.js';
+import { UserActor, type ActorObserver, type Clock, type StepResult, type TimerClock, type Transition } from '../actors/index.js';
 import type { Device, Platform, PresenceEvent, SubscriptionList, UserStatus } from '../actors/types.js';
 import { ErrorCode } from '../errors.js';
 import { transitionRecord } from '../inspection/transitionRecord.js';
@@ -109,6 +109,8 @@ export class ShardHost {
   private readonly activating = new Map<string, Promise<Resident>>();
   private readonly served = new Map<number, Subscription>();
   private activeListing: { step: number; keys: Promise<string[]> } | undefined;
+  /** The latest `inspectedUntil` of any resident: until then some dashboard may watch one. */
+  private watchedUntil = 0;
 
   /** Transitions made by the actors here, for the dashboard's events per second. */
   readonly events: RateMeter;
@@ -282,7 +284,10 @@ export class ShardHost {
   /** Reads the actor for the dashboard, and keeps it resident and publishing while watched. */
   private async inspect(resident: Resident, app: AppConfig, watchMs: number): Promise<ShardReply> {
     const now = this.deps.clock.now();
-    if (watchMs > 0) resident.inspectedUntil = now + Math.min(watchMs, MAX_INSPECT_WATCH_MS);
+    if (watchMs > 0) {
+      resident.inspectedUntil = now + Math.min(watchMs, MAX_INSPECT_WATCH_MS);
+      this.watchedUntil = Math.max(this.watchedUntil, resident.inspectedUntil);
+    }
     const { actor } = resident;
     const inspection = inspectUser(actor.context, actor.state, app.limits, now, true);
     if (app.callbackUrl || resident.outbox.length) {
@@ -577,19 +582,38 @@ export class ShardHost {
       userID,
       clock: this.deps.clock,
       ...(stored ? { snapshot: stored.snapshot as Snapshot<unknown> } : {}),
-      onTimerTransition: (transition) => this.onTimer(resident, transition),
-      onTimerError: (error) => this.deps.log.error({ err: error, user: userID, app: app.sdkAppID }, 'timer transition failed'),
-      onProcessed: (processed) => {
-        const now = this.deps.clock.now();
-        if (resident.inspectedUntil < now) return;
-        this.deps.transport.publish(subjects.inspection(app.sdkAppID, userID), encode(transitionRecord(processed, now)));
-      },
+      observer: this.actorObserver,
     });
     this.residents.set(key, resident);
     // Events left by an earlier owner (or an earlier life of this node) go out again.
     if (resident.outbox.length) this.webhooks.kick(key);
     return resident;
   }
+
+  /** The resident an actor belongs to, if it still is the one held for its user. */
+  private residentOf(actor: UserActor): Resident | undefined {
+    const resident = this.residents.get(userKey(actor.context.sdkAppID, actor.context.userID));
+    return resident?.actor === actor ? resident : undefined;
+  }
+
+  /** Shared by every actor here: three closures per user cost more memory than looking the user up. */
+  private readonly actorObserver: ActorObserver = {
+    onTimerTransition: (actor, transition) => {
+      const resident = this.residentOf(actor);
+      if (resident) this.onTimer(resident, transition);
+    },
+    onTimerError: (actor, error) =>
+      this.deps.log.error({ err: error, user: actor.context.userID, app: actor.context.sdkAppID }, 'timer transition failed'),
+    onProcessed: (actor, processed) => {
+      const now = this.deps.clock.now();
+      // Only while a dashboard watches the user; the lookup is skipped for everyone else.
+      if (this.watchedUntil < now) return;
+      const resident = this.residentOf(actor);
+      if (!resident || resident.inspectedUntil < now) return;
+      const { sdkAppID, userID } = actor.context;
+      this.deps.transport.publish(subjects.inspection(sdkAppID, userID), encode(transitionRecord(processed, now)));
+    },
+  };
 
   private onTimer(resident: Resident, transition: Transition): void {
     const run = resident.queue.then(async () => {

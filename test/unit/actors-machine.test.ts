@@ -29,7 +29,7 @@ function makeActor(userID = 'alice') {
   const clock = new SimulatedClock();
   clock.set(T0);
   const timers: Transition[] = [];
-  const actor = new UserActor({ sdkAppID: APP, userID, clock, onTimerTransition: (t) => timers.push(t) });
+  const actor = new UserActor({ sdkAppID: APP, userID, clock, observer: { onTimerTransition: (_actor, t) => void timers.push(t) } });
   timers.length = 0;
   return { clock, actor, timers };
 }

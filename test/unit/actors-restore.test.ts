@@ -40,7 +40,7 @@ function original() {
 function restored(snapshot: Snapshot<unknown>, now: number) {
   const clock = clockAt(now);
   const timers: Transition[] = [];
-  const actor = new UserActor({ sdkAppID: APP, userID: 'alice', clock, snapshot, onTimerTransition: (t) => timers.push(t) });
+  const actor = new UserActor({ sdkAppID: APP, userID: 'alice', clock, snapshot, observer: { onTimerTransition: (_actor, t) => void timers.push(t) } });
   const changes = () => timers.filter((t) => t.before.version !== t.after.version);
   return { clock, actor, timers, changes };
 }

@@ -29,7 +29,7 @@ function makeActor(userID = 'alice') {
   const clock = new SimulatedClock();
   clock.set(T0);
   const timers: Transition[] = [];
-  const actor = new UserActor({ sdkAppID: APP, userID, clock, onTimerTransition: (t) => timers.push(t) });
+  const actor = new UserActor({ sdkAppID: APP, userID, clock, observer: { onTimerTransition: (_actor, t) => void timers.push(t) } });
   timers.length = 0;
   /** Timer transitions that changed the public status. */
   const changes = () => timers.filter((t) => t.before.version !== t.after.version);
@@ -90,6 +90,25 @@ describe('heartbeat - timeout', () => {
     expect(t?.after).toMatchObject({ statusType: UserStatusType.OFFLINE, version: 2, lastSeenAt: T0 + HB });
     // The timed-out connection is closed (6014: no longer logged in), so the device reconnects.
     expect(t?.kicks).toEqual([{ type: 'kick', connId: 'd1-c1', gatewayId: 'gw-d1-c1', code: 6014 }]);
+  });
+
+  it('heartbeat - one observer serves many actors, and each timeout names the actor that made it', () => {
+    const clock = new SimulatedClock();
+    clock.set(T0);
+    const reported: Array<[string, number]> = [];
+    const observer = { onTimerTransition: (actor: UserActor, t: Transition) => void reported.push([actor.context.userID, t.after.statusType]) };
+    const alice = new UserActor({ sdkAppID: APP, userID: 'alice', clock, observer });
+    const bob = new UserActor({ sdkAppID: APP, userID: 'bob', clock, observer });
+    login(alice, 'd1');
+    clock.increment(1_000);
+    login(bob, 'd1');
+    clock.increment(HB - 1_000);
+    expect(reported).toEqual([['alice', UserStatusType.OFFLINE]]);
+    clock.increment(1_000);
+    expect(reported).toEqual([
+      ['alice', UserStatusType.OFFLINE],
+      ['bob', UserStatusType.OFFLINE],
+    ]);
   });
 
   it('heartbeat - a timed-out device is removed and remembered as dropped', () => {

@@ -13,8 +13,10 @@ describe('inspection', () => {
     const actor = new UserActor({
       sdkAppID: 1,
       userID: 'alice',
-      onProcessed: (processed) => {
-        if (wanted) records.push(transitionRecord(processed, 1_000));
+      observer: {
+        onProcessed: (_actor, processed) => {
+          if (wanted) records.push(transitionRecord(processed, 1_000));
+        },
       },
     });
     actor.step({ type: 'LOGIN', requestId: 'r', policy, deviceId: 'd1', connId: 'c1', gatewayId: 'g', platform: 'web' });
