@@ -630,17 +630,22 @@ describe('shard leases', () => {
     await cluster.expectStable(THREE);
   });
 
-  it('leases - two nodes racing for the same free shards leave exactly one holder of each', async () => {
+  /** Two nodes that have heard each other, after one tick at once with stale views: each believed it was alone, so both wanted every shard. */
+  async function afterAClaimRace() {
     const cluster = await Cluster.create(['node-b', 'node-c']);
     const b = cluster.node('node-b');
     const c = cluster.node('node-c');
     // They have heard each other (as within renewMs of starting); only their views are stale.
     await cluster.announce();
-    // Stale views: each believes it is alone, so both want every shard.
-    const viewB = vi.spyOn(b.membership, 'view').mockReturnValue(['node-b']);
-    const viewC = vi.spyOn(c.membership, 'view').mockReturnValue(['node-c']);
+    vi.spyOn(b.membership, 'view').mockReturnValue(['node-b']);
+    vi.spyOn(c.membership, 'view').mockReturnValue(['node-c']);
     await Promise.all([c.leases.tick(), b.leases.tick()]);
     await flush();
+    return { cluster, b, c };
+  }
+
+  it('leases - two nodes racing for the same free shards leave exactly one holder of each', async () => {
+    const { cluster, b, c } = await afterAClaimRace();
     for (const shard of ALL_SHARDS) {
       const holders = ['node-b', 'node-c'].filter((id) => cluster.node(id).leases.heldShards.includes(shard));
       expect(holders, `lease holders of shard ${shard}`).toHaveLength(1);
@@ -648,19 +653,10 @@ describe('shard leases', () => {
       expect(await cluster.claimHolder(shard)).toBe(holders[0]);
     }
     expect(b.server.callsOf('acquire').length + c.server.callsOf('acquire').length).toBe(SHARDS);
-    viewB.mockRestore();
-    viewC.mockRestore();
   });
 
   it('leases - racers listen to a shard before writing their claim: the winner then serves it, the loser stops listening', async () => {
-    const cluster = await Cluster.create(['node-b', 'node-c']);
-    const b = cluster.node('node-b');
-    const c = cluster.node('node-c');
-    await cluster.announce();
-    vi.spyOn(b.membership, 'view').mockReturnValue(['node-b']);
-    vi.spyOn(c.membership, 'view').mockReturnValue(['node-c']);
-    await Promise.all([c.leases.tick(), b.leases.tick()]);
-    await flush();
+    const { cluster } = await afterAClaimRace();
     let contested = 0;
     for (const shard of ALL_SHARDS) {
       const ops = (id: string) => cluster.node(id).server.calls.filter((call) => call.shard === shard).map((call) => call.op);
@@ -674,15 +670,7 @@ describe('shard leases', () => {
   });
 
   it('leases - the loser of a claim race does not take the shard while the winner is alive', async () => {
-    const cluster = await Cluster.create(['node-b', 'node-c']);
-    const b = cluster.node('node-b');
-    const c = cluster.node('node-c');
-    // They have heard each other (as within renewMs of starting); only their views are stale.
-    await cluster.announce();
-    vi.spyOn(b.membership, 'view').mockReturnValue(['node-b']);
-    vi.spyOn(c.membership, 'view').mockReturnValue(['node-c']);
-    await Promise.all([b.leases.tick(), c.leases.tick()]);
-    await flush();
+    const { b, c } = await afterAClaimRace();
     const snapshot = { b: b.leases.heldShards, c: c.leases.heldShards };
     // More ticks with the same stale views: claims of a live node are not taken over.
     for (let i = 0; i < 3; i++) {
