@@ -9,9 +9,9 @@ export type NatsConnectOptions = NonNullable<Parameters<typeof connect>[0]>;
  *
  * nats.js writes what it has to send at the end of each microtask checkpoint, and a
  * node sends from many of them in one turn (a request here, a KV write there, each
- * after its own await): one `write` system call each, about a fifth of a clustered
- * node's CPU in a profile of the burst storm. Corked until the turn's I/O callbacks are
- * done (`setImmediate`), the socket sends all of it in one `writev`.
+ * after its own await): one `write` system call, and one packet for the nats-server to
+ * read, each. Corked until the turn's I/O callbacks are done (`setImmediate`), the socket
+ * sends all of it in one `writev`: the nats-server's CPU in a 3-node burst storm halved.
  */
 class TurnBatchingTransport extends NodeTransport {
   private corked = false;
