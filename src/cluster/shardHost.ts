@@ -158,16 +158,6 @@ export class ShardHost {
     return this.activeListing.keys;
   }
 
-  /** ShardServer: subscribes to the shard's commands ahead of its claim (`handle` answers them only once it is served). */
-  listen(shard: number): void {
-    this.serveShard(shard);
-  }
-
-  /** ShardServer: the claim was not taken. */
-  unlisten(shard: number): void {
-    this.stopServing(shard);
-  }
-
   /** ShardServer: hands a shard over; every actor of it is persisted before it stops. */
   async release(shard: number): Promise<void> {
     // Drained, not dropped: commands already on their way are answered (`moved`, as the

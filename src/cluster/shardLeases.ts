@@ -14,16 +14,6 @@ export interface ShardServer {
    * the shards of one step may share one read of the `active` index made during the step.
    */
   acquire(shard: number, step: number): Promise<void>;
-  /**
-   * Starts receiving `shard`'s commands before this node writes its claim: a router that
-   * sees the claim sends at once, and NATS gives a message only to the subscriptions it
-   * already knows (the subscription goes out on the same connection before the claim's
-   * write). Until the claim is held, they are answered as by any node that does not serve
-   * the shard.
-   */
-  listen(shard: number): void;
-  /** The claim `listen` prepared for was not taken: stops receiving the shard's commands. */
-  unlisten(shard: number): void;
   /** Hands `shard` over: persists and stops its actors, then stops serving it. */
   release(shard: number): Promise<void>;
   /** Stops serving `shard` at once, discarding its actors unpersisted (this node is fenced). */
@@ -236,14 +226,11 @@ export class ShardLeases {
 
   private async acquire(shard: number, revision: number, step: number): Promise<void> {
     const value = encode({ nodeId: this.membership.nodeId, incarnation: this.incarnation });
-    const fresh = !this.held.has(shard);
-    if (fresh) this.server.listen(shard);
     try {
       const taken = revision === 0 ? await this.bucket.create(claimKey(shard), value) : await this.bucket.update(claimKey(shard), value, revision);
       this.held.set(shard, taken);
       this.observe(shard, { nodeId: this.membership.nodeId, incarnation: this.incarnation }, taken);
     } catch (error) {
-      if (fresh) this.server.unlisten(shard);
       // A lost race, or a claim this node knew wrongly: the stored one decides the next step.
       if (error instanceof KvConflictError) await this.reread(shard);
       else this.options.log.warn({ err: error, shard }, 'shard claim failed; will retry');

@@ -3,11 +3,11 @@ import {
   DrainingConnectionError,
   RequestError,
   TimeoutError,
+  connect,
   type NatsConnection,
 } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { NoRespondersError, RequestTimeoutError, TransportClosedError } from './errors.js';
-import { connectNats } from './natsConnect.js';
 import { openNatsKv, type KvLog, type NatsKvBucket } from './natsKv.js';
 import type { KvBucket, KvOptions, MessageHandler, RequestHandler, Subscription, Transport } from './types.js';
 
@@ -66,7 +66,7 @@ export class NatsTransport implements Transport {
    * a node started before its NATS cluster simply waits for it.
    */
   static async connect(options: NatsTransportOptions): Promise<NatsTransport> {
-    const nc = await connectNats({
+    const nc = await connect({
       servers: options.servers,
       ...(options.name !== undefined ? { name: options.name } : {}),
       maxReconnectAttempts: -1,
