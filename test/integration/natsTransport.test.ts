@@ -315,6 +315,14 @@ describe('nats transport against a 3-server cluster', () => {
     await cluster?.stop();
   });
 
+  it('nats transport - nodes opening the same new R3 bucket at once, through different servers, all get it', async () => {
+    // As every node of a new cluster does at start: one creates the stream while the others look it up.
+    const opening = await Promise.all(cluster.urls.flatMap((url, i) => [0, 1].map((k) => connectTo([url], `opener-${i}-${k}`))));
+    const buckets = await Promise.all(opening.map((t) => t.kv('t_opened_at_once')));
+    await buckets[0]!.put('k', bytes('written by one'));
+    for (const bucket of buckets) expect(text((await bucket.get('k'))!.value)).toBe('written by one');
+  });
+
   it('nats transport - an R3 bucket keeps accepting writes after its leader server is killed', async () => {
     const t = await connectTo(cluster.urls, 'kv-writer');
     let started = Date.now();

@@ -33,7 +33,7 @@ export async function openNatsKv(
       // The manager's Bucket: `erase` needs its stream, which the KV interface does not show.
       return new NatsKvBucket(bucket, kv as Bucket, options.log);
     } catch (err) {
-      if (!isTransientJetStreamError(err) || Date.now() >= deadline) {
+      if (!(isTransientJetStreamError(err) || isCreatedElsewhere(err)) || Date.now() >= deadline) {
         throw new Error(
           `kv ${bucket}: cannot create or open the bucket with ${options.replicas} replica(s)` +
             ` (replicas must not exceed the JetStream servers in the cluster): ${String(err)}`,
@@ -46,6 +46,14 @@ export async function openNatsKv(
     }
   }
 }
+
+/**
+ * "Stream not found" while opening: another node is creating the same bucket at this moment
+ * (every node of a new cluster opens every bucket as it starts), and its stream is not there
+ * yet for this one's lookup. A CI run saw a node fail to start on it; the next try opens it.
+ */
+const isCreatedElsewhere = (err: unknown): boolean =>
+  err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound;
 
 // 10005 no suitable peers for placement, 10008 JetStream system temporarily unavailable,
 // 10023 insufficient resources: all seen while a cluster forms or loses a server.
