@@ -99,16 +99,15 @@ export class FanOut {
   }
 
   private receive(data: Uint8Array, subject: string): void {
-    const targetKey = userKeyOfStatus(subject);
-    if (!this.interests.has(targetKey)) return;
+    const interest = this.interests.get(userKeyOfStatus(subject));
+    if (!interest) return;
     const event = decode<StatusEvent>(data);
-    if (this.dispatch(targetKey, event.status)) this.observeLatency(Math.max(0, Date.now() - event.at) / 1000);
+    if (this.dispatch(interest, event.status)) this.observeLatency(Math.max(0, Date.now() - event.at) / 1000);
   }
 
   /** Sends a newer status to the watchers' devices; false for a stale or repeated one. */
-  private dispatch(targetKey: string, status: UserStatus): boolean {
-    const interest = this.interests.get(targetKey);
-    if (!interest || status.version <= interest.version) return false;
+  private dispatch(interest: Interest, status: UserStatus): boolean {
+    if (status.version <= interest.version) return false;
     interest.version = status.version;
     for (const watcher of interest.watchers) {
       for (const device of this.devicesOf(watcher) ?? []) this.delivery.push(device.gatewayId, device.connId, status);
