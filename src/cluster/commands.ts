@@ -37,10 +37,11 @@ export interface GatewayDelivery {
   kicks?: Array<[string, number]>;
 }
 
-/** Published on `subjects.userStatus` after the change is written. */
-export interface StatusEvent {
+/** Published on `subjects.statusChanges` by the owner node: the changes of one tick, each after its write. */
+export interface StatusChanges {
   app: number;
-  status: UserStatus;
+  /** Oldest first; a user's changes keep their order. */
+  statuses: UserStatus[];
   /** The publisher's clock at publish, for the fan-out latency metric. */
   at: number;
 }

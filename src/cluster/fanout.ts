@@ -1,37 +1,37 @@
 import type { Device, UserStatus } from '../actors/types.js';
 import { decode } from './codec.js';
-import type { StatusEvent } from './commands.js';
+import type { StatusChanges } from './commands.js';
 import type { DeliveryBatcher } from './delivery.js';
-import { subjects, userKey, userKeyOfStatus } from './subjects.js';
+import { subjects } from './subjects.js';
 import type { Subscription, Transport } from './transport/types.js';
 import { Watchers } from './watchers.js';
 
 interface Interest {
   watchers: Watchers<string>;
-  /** The newest version seen, so a late or repeated event is never delivered. */
+  /** The newest version seen, so a late or repeated change is never delivered. */
   version: number;
 }
 
 interface AppInterest {
   subscription: Subscription;
-  /** Watched users of the app on this node. */
-  watched: number;
+  /** Watched users of the app on this node, by userID. */
+  users: Map<string, Interest>;
 }
 
 /**
  * Status fan-out on one node: one transport subscription per app that has a watcher
- * here, and local dispatch to each watcher's devices. A subscription per watched user
- * cost each node one (nats.js) subscription object per user it watched, and a SUB and
- * an UNSUB to the NATS server each time the first watcher came and the last one left;
- * with watchers spread over the nodes, a node hears nearly every change of the app
- * anyway. Changes of users nobody here watches are dropped on arrival, by subject,
- * without decoding them. A watcher follows its subscriptions (and friends) only while
- * it has a device connected; when it comes back it re-reads what it follows, so
- * nothing is missed.
+ * here, and local dispatch to each watcher's devices. With watchers spread over the
+ * nodes, a node hears nearly every change of the app anyway; a subscription per
+ * watched user cost each node a (nats.js) subscription object per user it watched,
+ * and a SUB and an UNSUB to the NATS server each time the first watcher came and the
+ * last one left. Owners batch their changes per tick (`StatusBatcher`); the changes
+ * of users nobody here watches are skipped. A watcher follows its subscriptions (and
+ * friends) only while it has a device connected; when it comes back it re-reads what
+ * it follows, so nothing is missed.
  */
 export class FanOut {
-  private readonly interests = new Map<string, Interest>();
   private readonly apps = new Map<number, AppInterest>();
+  private watchedUsers = 0;
 
   constructor(
     private readonly transport: Transport,
@@ -47,62 +47,62 @@ export class FanOut {
    * this node does not hold a second copy of every list.
    */
   follow(watcherKey: string, sdkAppID: number, previous: ReadonlySet<string>, next: ReadonlySet<string>): void {
-    for (const target of previous) if (!next.has(target)) this.release(sdkAppID, userKey(sdkAppID, target), watcherKey);
-    for (const target of next) if (!previous.has(target)) this.acquire(sdkAppID, userKey(sdkAppID, target), watcherKey);
+    for (const target of previous) if (!next.has(target)) this.release(sdkAppID, target, watcherKey);
+    for (const target of next) if (!previous.has(target)) this.acquire(sdkAppID, target, watcherKey);
   }
 
   /** Number of watched users on this node. */
   get interestCount(): number {
-    return this.interests.size;
+    return this.watchedUsers;
   }
 
   close(): void {
     for (const app of this.apps.values()) app.subscription.unsubscribe();
     this.apps.clear();
-    this.interests.clear();
+    this.watchedUsers = 0;
   }
 
-  private acquire(sdkAppID: number, targetKey: string, watcherKey: string): void {
-    let interest = this.interests.get(targetKey);
+  private acquire(sdkAppID: number, userID: string, watcherKey: string): void {
+    const app = this.apps.get(sdkAppID) ?? this.watchApp(sdkAppID);
+    let interest = app.users.get(userID);
     if (!interest) {
-      this.interests.set(targetKey, (interest = { watchers: new Watchers(), version: 0 }));
-      this.watchApp(sdkAppID);
+      app.users.set(userID, (interest = { watchers: new Watchers(), version: 0 }));
+      this.watchedUsers++;
     }
     interest.watchers.add(watcherKey);
   }
 
-  private release(sdkAppID: number, targetKey: string, watcherKey: string): void {
-    const interest = this.interests.get(targetKey);
-    if (!interest) return;
+  private release(sdkAppID: number, userID: string, watcherKey: string): void {
+    const app = this.apps.get(sdkAppID);
+    const interest = app?.users.get(userID);
+    if (!app || !interest) return;
     interest.watchers.delete(watcherKey);
-    if (interest.watchers.size === 0) {
-      this.interests.delete(targetKey);
-      this.unwatchApp(sdkAppID);
+    if (interest.watchers.size > 0) return;
+    app.users.delete(userID);
+    this.watchedUsers--;
+    if (app.users.size === 0) {
+      app.subscription.unsubscribe();
+      this.apps.delete(sdkAppID);
     }
   }
 
-  private watchApp(sdkAppID: number): void {
-    const app = this.apps.get(sdkAppID);
-    if (app) {
-      app.watched++;
-      return;
+  private watchApp(sdkAppID: number): AppInterest {
+    const users = new Map<string, Interest>();
+    const subscription = this.transport.subscribe(subjects.statusChanges(sdkAppID), (data) => this.receive(users, data));
+    const app = { subscription, users };
+    this.apps.set(sdkAppID, app);
+    return app;
+  }
+
+  private receive(users: Map<string, Interest>, data: Uint8Array): void {
+    const changes = decode<StatusChanges>(data);
+    let delivered = 0;
+    for (const status of changes.statuses) {
+      const interest = users.get(status.userID);
+      if (interest && this.dispatch(interest, status)) delivered++;
     }
-    const subscription = this.transport.subscribe(subjects.appStatuses(sdkAppID), (data, subject) => this.receive(data, subject));
-    this.apps.set(sdkAppID, { subscription, watched: 1 });
-  }
-
-  private unwatchApp(sdkAppID: number): void {
-    const app = this.apps.get(sdkAppID);
-    if (!app || --app.watched > 0) return;
-    app.subscription.unsubscribe();
-    this.apps.delete(sdkAppID);
-  }
-
-  private receive(data: Uint8Array, subject: string): void {
-    const interest = this.interests.get(userKeyOfStatus(subject));
-    if (!interest) return;
-    const event = decode<StatusEvent>(data);
-    if (this.dispatch(interest, event.status)) this.observeLatency(Math.max(0, Date.now() - event.at) / 1000);
+    const seconds = Math.max(0, Date.now() - changes.at) / 1000;
+    for (let i = 0; i < delivered; i++) this.observeLatency(seconds);
   }
 
   /** Sends a newer status to the watchers' devices; false for a stale or repeated one. */

@@ -12,7 +12,7 @@ import { appendToOutbox } from '../webhooks/outbox.js';
 import { stateChangeEvent, type WebhookEvent } from '../webhooks/stateChange.js';
 import type { Logger } from '../log.js';
 import { decode, encode } from './codec.js';
-import type { ShardCommand, ShardReply, StatusEvent } from './commands.js';
+import type { ShardCommand, ShardReply } from './commands.js';
 import type { DeliveryBatcher } from './delivery.js';
 import type { FanOut } from './fanout.js';
 import { policyOf, type AppConfig, type AppRegistry } from './stores/apps.js';
@@ -21,6 +21,7 @@ import type { UserStore } from './stores/users.js';
 import { subjects, userFromToken, userKey } from './subjects.js';
 import type { KvBucket, Subscription, Transport } from './transport/types.js';
 import { shardOf } from './shards.js';
+import { StatusBatcher } from './statusBatcher.js';
 
 interface Resident {
   actor: UserActor;
@@ -118,8 +119,10 @@ export class ShardHost {
   /** Sends the webhooks in the outboxes of the actors here. */
   readonly webhooks: WebhookDispatcher;
   private readonly restorer: RestoreQueue;
+  private readonly statusChanges: StatusBatcher;
 
   constructor(private readonly deps: ShardHostDeps) {
+    this.statusChanges = new StatusBatcher(deps.transport);
     this.events = new RateMeter(() => deps.clock.now());
     this.restorer = new RestoreQueue((key) => this.restore(key), deps.log, deps.restoreConcurrency ?? 32);
     this.webhooks = new WebhookDispatcher({
@@ -269,6 +272,7 @@ export class ShardHost {
     for (const shard of [...this.served.keys()]) this.stopServing(shard);
     await Promise.allSettled([...this.residents.values()].map((r) => r.queue));
     for (const resident of [...this.residents.values()]) this.unload(resident);
+    this.statusChanges.flush();
   }
 
   /** Reads the actor for the dashboard, and keeps it resident and publishing while watched. */
@@ -346,8 +350,7 @@ export class ShardHost {
   }
 
   private announce(resident: Resident, transition: Transition): void {
-    const event: StatusEvent = { app: resident.sdkAppID, status: transition.after, at: Date.now() };
-    this.deps.transport.publish(subjects.userStatus(resident.sdkAppID, resident.userID), encode(event));
+    this.statusChanges.announce(resident.sdkAppID, transition.after);
     for (const device of Object.values(transition.context.devices)) {
       this.deps.delivery.push(device.gatewayId, device.connId, transition.after);
     }

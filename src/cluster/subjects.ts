@@ -20,10 +20,8 @@ export function userFromToken(token: string): string {
 export const subjects = {
   /** Requests to whichever node owns `shard`. */
   shardCommand: (shard: number) => `${PREFIX}.s.${shard}.cmd`,
-  /** A user's status changes, published by its actor after the write. */
-  userStatus: (sdkAppID: number, userID: string) => `${PREFIX}.u.${sdkAppID}.${userToken(userID)}.st`,
-  /** The status changes of every user of one app. */
-  appStatuses: (sdkAppID: number) => `${PREFIX}.u.${sdkAppID}.*.st`,
+  /** The status changes of one app's users, each owner node's batched per tick. */
+  statusChanges: (sdkAppID: number) => `${PREFIX}.st.${sdkAppID}`,
   /** Deliveries to one gateway's sockets. */
   gatewayOut: (gatewayId: string) => `${PREFIX}.gw.${gatewayId}.out`,
   /** Every node's membership heartbeat (its lease). */
@@ -38,12 +36,6 @@ export const subjects = {
 
 /** KV key of one user of one app, for the `users`, `status`, `friends` and `revocations` buckets. */
 export const userKey = (sdkAppID: number, userID: string): string => `${sdkAppID}.${userToken(userID)}`;
-
-const STATUS_HEAD = `${PREFIX}.u.`.length;
-const STATUS_TAIL = '.st'.length;
-
-/** The `userKey` of the user a `subjects.userStatus` subject is about, read off the subject without decoding anything. */
-export const userKeyOfStatus = (subject: string): string => subject.slice(STATUS_HEAD, subject.length - STATUS_TAIL);
 
 export const appKey = (sdkAppID: number): string => String(sdkAppID);
 

@@ -1,9 +1,10 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { Device, UserStatus } from '../../src/actors/types.js';
-import { encode } from '../../src/cluster/codec.js';
-import type { GatewayDelivery, StatusEvent } from '../../src/cluster/commands.js';
+import { decode } from '../../src/cluster/codec.js';
+import type { GatewayDelivery, StatusChanges } from '../../src/cluster/commands.js';
 import { DeliveryBatcher } from '../../src/cluster/delivery.js';
 import { FanOut } from '../../src/cluster/fanout.js';
+import { StatusBatcher } from '../../src/cluster/statusBatcher.js';
 import { subjects, userKey } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
 
@@ -13,13 +14,16 @@ const OTHER_APP = 1400000002;
 const status = (userID: string, version: number): UserStatus => ({ userID, statusType: 1, customStatus: `v${version}`, version, lastSeenAt: 0 });
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
-/** Waits for the transport's microtasks, then for the flush the batcher scheduled in them. */
+/** Waits for the owner's flush (and the transport's microtasks after it), then for the flush the delivery batcher scheduled in them. */
 const settled = async () => {
   await nextTurn();
   await nextTurn();
 };
 
-/** A node's fan-out over the embedded transport; each watcher has one device, connection `c-<watcher key>` on gateway `gw`. */
+/**
+ * A node's fan-out over the embedded transport, fed by an owner's status batcher on the
+ * same transport; each watcher has one device, connection `c-<watcher key>` on gateway `gw`.
+ */
 function node() {
   const transport = new EmbeddedTransport();
   const subscribe = vi.spyOn(transport, 'subscribe');
@@ -32,10 +36,8 @@ function node() {
   });
   const device = (key: string): Device => ({ connId: `c-${key}`, gatewayId: 'gw', platform: 'web', heartbeatDeadline: 0 });
   const fanout = new FanOut(transport, delivery, (key) => [device(key)]);
-  const publish = (app: number, change: UserStatus) => {
-    const event: StatusEvent = { app, status: change, at: Date.now() };
-    transport.publish(subjects.userStatus(app, change.userID), encode(event));
-  };
+  const owner = new StatusBatcher(transport);
+  const publish = (app: number, change: UserStatus) => owner.announce(app, change);
   const follow = (app: number, watcher: string, previous: string[], next: string[]) =>
     fanout.follow(userKey(app, watcher), app, new Set(previous), new Set(next));
   return { transport, subscribe, fanout, pushed, publish, follow };
@@ -47,7 +49,7 @@ describe('fanout', () => {
     follow(APP, 'w1', [], ['a', 'b', 'c']);
     follow(APP, 'w2', [], ['a', 'd']);
     expect(subscribe).toHaveBeenCalledTimes(1);
-    expect(subscribe.mock.calls[0]![0]).toBe(subjects.appStatuses(APP));
+    expect(subscribe.mock.calls[0]![0]).toBe(subjects.statusChanges(APP));
     expect(fanout.interestCount).toBe(4);
     publish(APP, status('a', 1));
     publish(APP, status('d', 1));
@@ -103,5 +105,37 @@ describe('fanout', () => {
     publish(OTHER_APP, status('a', 1));
     await settled();
     expect(pushed).toEqual([`c-${OTHER_APP}.w9<-a@1`]);
+  });
+
+  it('fanout - the changes an owner announces in one tick go out as one message per app, in order', async () => {
+    const transport = new EmbeddedTransport();
+    const heard = new Map<number, StatusChanges[]>();
+    for (const app of [APP, OTHER_APP]) {
+      heard.set(app, []);
+      transport.subscribe(subjects.statusChanges(app), (data) => heard.get(app)!.push(decode<StatusChanges>(data)));
+    }
+    const owner = new StatusBatcher(transport);
+    owner.announce(APP, status('a', 1));
+    owner.announce(OTHER_APP, status('z', 1));
+    owner.announce(APP, status('b', 1));
+    owner.announce(APP, status('a', 2));
+    await settled();
+    expect(heard.get(APP)!.map((m) => m.statuses.map((s) => `${s.userID}@${s.version}`))).toEqual([['a@1', 'b@1', 'a@2']]);
+    expect(heard.get(OTHER_APP)!.map((m) => m.statuses.length)).toEqual([1]);
+    owner.announce(APP, status('b', 2));
+    owner.flush();
+    await settled();
+    expect(heard.get(APP)!.map((m) => m.statuses.length)).toEqual([3, 1]);
+  });
+
+  it('fanout - of one batch, only the changes of users followed here reach watchers, each in its order', async () => {
+    const { pushed, publish, follow } = node();
+    follow(APP, 'w1', [], ['a', 'c']);
+    publish(APP, status('a', 1));
+    publish(APP, status('b', 1));
+    publish(APP, status('c', 1));
+    publish(APP, status('a', 2));
+    await settled();
+    expect(pushed).toEqual([`c-${APP}.w1<-a@1`, `c-${APP}.w1<-c@1`, `c-${APP}.w1<-a@2`]);
   });
 });
