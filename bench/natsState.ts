@@ -15,7 +15,6 @@ import { fileURLToPath } from 'node:url';
 const FILTERS = (app: number): Array<[string, string]> => [
   ['pres_active', `*.${app}.>`],
   ['pres_users', `${app}.>`],
-  ['pres_status', `${app}.>`],
   ['pres_friends', `${app}.>`],
   ['pres_revocations', `${app}.>`],
   ['pres_apps', `${app}`],

@@ -104,11 +104,10 @@ export class PresenceNode implements AdminBackend {
   /** Opens the buckets, starts serving the shards and listens; resolves with the bound port. */
   async start(): Promise<number> {
     const t = this.transport;
-    const [apps, friends, users, statuses, revocations] = await Promise.all([
+    const [apps, friends, users, revocations] = await Promise.all([
       t.kv(BUCKETS.apps),
       t.kv(BUCKETS.friends),
       t.kv(BUCKETS.users),
-      t.kv(BUCKETS.status),
       t.kv(BUCKETS.revocations),
     ]);
     this.apps = new AppRegistry(apps);
@@ -117,7 +116,7 @@ export class PresenceNode implements AdminBackend {
     const defaultApp = this.options.defaultApp;
     if (defaultApp && this.apps.list().length === 0) this.createdDefaultApp = await this.apps.create(defaultApp);
     this.friends = new FriendStore(friends);
-    this.users = new UserStore(users, statuses);
+    this.users = new UserStore(users);
     this.revocations = new RevocationStore(revocations);
     this.router = new ShardRouter(t, {
       // A request to another node is sent again if that node dies before answering.

@@ -321,7 +321,7 @@ export class ShardHost {
     this.events.mark();
     if (changed && app.callbackUrl) this.enqueueWebhook(resident, app, transition, kickedPlatforms);
     const persistDue = now - resident.persistedAt >= app.limits.heartbeatTimeoutMs / 2;
-    if (!lazy || changed || persistDue) await this.persist(resident, app, transition.after, changed);
+    if (!lazy || changed || persistDue) await this.persist(resident);
     for (const kick of transition.kicks) this.deps.delivery.kick(kick.gatewayId, kick.connId, kick.code);
     if (changed) this.announce(resident, transition);
     if (resident.outbox.length) this.webhooks.kick(userKey(resident.sdkAppID, resident.userID));
@@ -330,7 +330,7 @@ export class ShardHost {
     else if (this.needsRestore(resident) && !resident.indexed) await this.index(resident, true);
   }
 
-  private async persist(resident: Resident, app: AppConfig, status: UserStatus, statusChanged: boolean): Promise<void> {
+  private async persist(resident: Resident): Promise<void> {
     const key = userKey(resident.sdkAppID, resident.userID);
     try {
       resident.revision = await this.deps.users.save(
@@ -341,7 +341,6 @@ export class ShardHost {
         resident.revision,
       );
       resident.persistedAt = this.deps.clock.now();
-      if (statusChanged) await this.deps.users.saveStatus(app.sdkAppID, status);
     } catch (error) {
       // The actor is now ahead of its durable state: drop it, the next command reloads.
       this.evict(resident);
@@ -433,7 +432,7 @@ export class ShardHost {
     const run = resident.queue.then(async () => {
       if (this.residents.get(key) !== resident || resident.outbox[0]?.id !== eventId) return;
       resident.outbox = resident.outbox.slice(1);
-      await this.persist(resident, app, resident.actor.status, false);
+      await this.persist(resident);
       if (this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
     });
     resident.queue = run.catch(() => undefined);

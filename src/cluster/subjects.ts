@@ -41,7 +41,6 @@ export const appKey = (sdkAppID: number): string => String(sdkAppID);
 
 export const BUCKETS = {
   users: 'pres_users',
-  status: 'pres_status',
   apps: 'pres_apps',
   friends: 'pres_friends',
   revocations: 'pres_revocations',

@@ -1,5 +1,6 @@
 import type { Snapshot } from 'xstate';
-import { UserStatusType, type UserStatus } from '../../actors/types.js';
+import { publicStatus } from '../../actors/publicStatus.js';
+import { UserStatusType, type PresenceContext, type UserStatus } from '../../actors/types.js';
 import { decode, encode } from '../codec.js';
 import { userKey } from '../subjects.js';
 import type { KvBucket } from '../transport/types.js';
@@ -27,13 +28,16 @@ export const unloginedStatus = (userID: string): UserStatus => ({
 });
 
 /**
- * Durable user state: the actor snapshot in `users` (what a node restores an actor
- * from) and the public status in `status` (what `getUserStatus` reads for users
- * whose actor is not resident). Snapshot writes are compare-and-set on the revision
- * the actor was loaded at, so a stale owner cannot overwrite a newer state.
+ * Durable user state: the actor snapshot in `users`, what a node restores an actor
+ * from and what `getUserStatus` reads for users whose actor is not resident here.
+ * Snapshot writes are compare-and-set on the revision the actor was loaded at, so a
+ * stale owner cannot overwrite a newer state. Every change that subscribers see is
+ * written before it is announced, so the snapshot is never behind a pushed status;
+ * a separate status read model cost a second JetStream write per change, and could
+ * fall behind the snapshot when that second write failed.
  */
 export class UserStore {
-  constructor(private readonly users: KvBucket, private readonly statuses: KvBucket) {}
+  constructor(private readonly users: KvBucket) {}
 
   async load(sdkAppID: number, userID: string): Promise<StoredActor | null> {
     const entry = await this.users.get(userKey(sdkAppID, userID));
@@ -53,12 +57,10 @@ export class UserStore {
     return revision === 0 ? this.users.create(key, value) : this.users.update(key, value, revision);
   }
 
-  async saveStatus(sdkAppID: number, status: UserStatus): Promise<void> {
-    await this.statuses.put(userKey(sdkAppID, status.userID), encode(status));
-  }
-
+  /** The public status in the user's stored snapshot; UNLOGINED for a user never seen. */
   async status(sdkAppID: number, userID: string): Promise<UserStatus> {
-    const entry = await this.statuses.get(userKey(sdkAppID, userID));
-    return entry ? decode<UserStatus>(entry.value) : unloginedStatus(userID);
+    const stored = await this.load(sdkAppID, userID);
+    if (!stored) return unloginedStatus(userID);
+    return publicStatus((stored.snapshot as Snapshot<unknown> & { context: PresenceContext }).context);
   }
 }
