@@ -2,6 +2,7 @@ import type { UserStatus } from '../actors/types.js';
 import { encode } from './codec.js';
 import type { StatusChanges } from './commands.js';
 import { subjects } from './subjects.js';
+import { TickBatch } from './tickBatch.js';
 import type { Transport } from './transport/types.js';
 
 /**
@@ -13,31 +14,24 @@ import type { Transport } from './transport/types.js';
  * arrive in order.
  */
 export class StatusBatcher {
-  private pending = new Map<number, UserStatus[]>();
-  private scheduled = false;
+  private readonly batch: TickBatch<number, UserStatus>;
 
-  constructor(private readonly transport: Transport) {}
+  constructor(transport: Transport) {
+    this.batch = new TickBatch((pending) => {
+      const at = Date.now();
+      for (const [app, statuses] of pending) {
+        const message: StatusChanges = { app, statuses, at };
+        transport.publish(subjects.statusChanges(app), encode(message));
+      }
+    });
+  }
 
   announce(sdkAppID: number, status: UserStatus): void {
-    const statuses = this.pending.get(sdkAppID);
-    if (statuses) statuses.push(status);
-    else this.pending.set(sdkAppID, [status]);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.batch.add(sdkAppID, status);
   }
 
   /** Publishes what is pending now, without waiting for the end of the tick. */
   flush(): void {
-    this.scheduled = false;
-    if (!this.pending.size) return;
-    const pending = this.pending;
-    this.pending = new Map();
-    const at = Date.now();
-    for (const [app, statuses] of pending) {
-      const message: StatusChanges = { app, statuses, at };
-      this.transport.publish(subjects.statusChanges(app), encode(message));
-    }
+    this.batch.flush();
   }
 }

@@ -1,4 +1,5 @@
 import type { UserStatus } from '../actors/types.js';
+import { TickBatch } from '../cluster/tickBatch.js';
 import { encodeFrame, type Connection } from './connection.js';
 
 /**
@@ -8,23 +9,7 @@ import { encodeFrame, type Connection } from './connection.js';
  * that gets only it.
  */
 export class PushQueue {
-  private pending = new Map<Connection, UserStatus[]>();
-  private scheduled = false;
-
-  add(connection: Connection, status: UserStatus): void {
-    const list = this.pending.get(connection);
-    if (list) list.push(status);
-    else this.pending.set(connection, [status]);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
-    }
-  }
-
-  private flush(): void {
-    const pending = this.pending;
-    this.pending = new Map();
-    this.scheduled = false;
+  private readonly batch = new TickBatch<Connection, UserStatus>((pending) => {
     const shared = new Map<UserStatus, Uint8Array>();
     for (const [connection, list] of pending) {
       if (list.length > 1) {
@@ -36,5 +21,9 @@ export class PushQueue {
       if (!frame) shared.set(status, (frame = encodeFrame({ t: 'push', list })));
       connection.sendEncoded(frame);
     }
+  });
+
+  add(connection: Connection, status: UserStatus): void {
+    this.batch.add(connection, status);
   }
 }

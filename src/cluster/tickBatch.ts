@@ -1,0 +1,30 @@
+/**
+ * Values gathered per key during one event-loop tick and handed over together when
+ * the tick ends: whatever a burst produces in one turn costs one send per key, and a
+ * lone change waits no longer than the turn it was made in.
+ */
+export class TickBatch<K, V> {
+  private pending = new Map<K, V[]>();
+  private scheduled = false;
+
+  constructor(private readonly send: (batch: Map<K, V[]>) => void) {}
+
+  add(key: K, value: V): void {
+    const list = this.pending.get(key);
+    if (list) list.push(value);
+    else this.pending.set(key, [value]);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Hands over what is pending now, without waiting for the end of the tick. */
+  flush(): void {
+    this.scheduled = false;
+    if (!this.pending.size) return;
+    const batch = this.pending;
+    this.pending = new Map();
+    this.send(batch);
+  }
+}
