@@ -42,6 +42,6 @@ export interface StatusChanges {
   app: number;
   /** Oldest first; a user's changes keep their order. */
   statuses: UserStatus[];
-  /** The publisher's clock at publish, for the fan-out latency metric. */
+  /** The publisher's clock when the oldest of these changes was announced, for the fan-out latency metric. */
   at: number;
 }

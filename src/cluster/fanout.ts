@@ -95,9 +95,12 @@ export class FanOut {
   }
 
   private receive(users: Map<string, Interest>, data: Uint8Array): void {
-    const changes = decode<StatusChanges>(data);
+    const changes = decode<Partial<StatusChanges> | null>(data);
+    // Only nodes publish here, but one malformed entry must not cost the rest of the batch.
+    if (!Array.isArray(changes?.statuses) || typeof changes.at !== 'number') return;
     let delivered = 0;
     for (const status of changes.statuses) {
+      if (typeof status?.userID !== 'string' || typeof status.version !== 'number') continue;
       const interest = users.get(status.userID);
       if (interest && this.dispatch(interest, status)) delivered++;
     }

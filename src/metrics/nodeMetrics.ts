@@ -44,7 +44,7 @@ export class NodeMetrics {
     this.notifications = new Counter({ name: 'presence_notifications_delivered_total', help: 'Status changes written to device sockets.', registers });
     this.fanoutLatency = new Histogram({
       name: 'presence_fanout_latency_seconds',
-      help: "From the owner's publish of a status change (after its write) to its dispatch to watchers on this node.",
+      help: "From the owner's announce of a status change (after its write; its message leaves at the end of that tick) to its dispatch to watchers on this node.",
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
