@@ -240,7 +240,7 @@ export class ShardHost {
     }
   }
 
-  /** Public statuses of many users: resident actors first, the `status` bucket for the rest. */
+  /** Public statuses of many users: resident actors first, the stored snapshots for the rest. */
   async statuses(sdkAppID: number, userIDs: readonly string[]): Promise<UserStatus[]> {
     return Promise.all(
       userIDs.map((id) => this.resident(sdkAppID, id)?.status ?? this.deps.users.status(sdkAppID, id)),
@@ -335,7 +335,7 @@ export class ShardHost {
     try {
       resident.revision = await this.deps.users.save(
         resident.sdkAppID,
-        resident.userID,
+        resident.actor.status,
         resident.actor.persistedSnapshot(),
         resident.outbox,
         resident.revision,

@@ -34,7 +34,7 @@ export const subjects = {
   broadcast: (topic: string) => `${PREFIX}.all.${topic}`,
 };
 
-/** KV key of one user of one app, for the `users`, `status`, `friends` and `revocations` buckets. */
+/** KV key of one user of one app, for the `users`, `friends` and `revocations` buckets. */
 export const userKey = (sdkAppID: number, userID: string): string => `${sdkAppID}.${userToken(userID)}`;
 
 export const appKey = (sdkAppID: number): string => String(sdkAppID);

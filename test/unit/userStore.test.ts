@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import { DEFAULT_LIMITS, UserActor, UserStatusType, type AppPolicy } from '../../src/actors/index.js';
+import { encode } from '../../src/cluster/codec.js';
 import { UserStore } from '../../src/cluster/stores/users.js';
+import { userKey } from '../../src/cluster/subjects.js';
 import { MemoryKvBucket } from '../../src/cluster/transport/memoryKv.js';
 
 const APP = 1400000001;
@@ -16,7 +18,7 @@ function setup() {
   const actor = new UserActor({ sdkAppID: APP, userID: 'alice', clock });
   let revision = 0;
   const save = async () => {
-    revision = await store.save(APP, 'alice', actor.persistedSnapshot(), [], revision);
+    revision = await store.save(APP, actor.status, actor.persistedSnapshot(), [], revision);
   };
   return { store, actor, save };
 }
@@ -41,6 +43,8 @@ describe('user store', () => {
     await save();
     const after = await store.status(APP, 'alice');
     expect(after).toEqual(actor.status);
+    const loaded = await store.load(APP, 'alice');
+    expect(new UserActor({ sdkAppID: APP, userID: 'alice', clock: new SimulatedClock(), snapshot: loaded!.snapshot }).status).toEqual(after);
     expect(after.statusType).not.toBe(UserStatusType.ONLINE);
     expect(after.version).toBeGreaterThan(online.version);
   });
@@ -51,5 +55,46 @@ describe('user store', () => {
     await save();
     expect((await store.status(APP, 'alice')).statusType).toBe(UserStatusType.ONLINE);
     expect((await store.status(APP + 1, 'alice')).statusType).toBe(UserStatusType.UNLOGINED);
+  });
+
+  it('user store - a device dropped without logout is read back as the actor sees it', async () => {
+    const { store, actor, save } = setup();
+    actor.step({ type: 'LOGIN', requestId: 'r1', gatewayId: 'gw', platform: 'web', ...device });
+    actor.step({ type: 'DISCONNECT', requestId: 'r2', ...device });
+    await save();
+    expect(await store.status(APP, 'alice')).toEqual(actor.status);
+  });
+
+  it('user store - the status is read without decoding the record after it', async () => {
+    const bucket = new MemoryKvBucket('pres_users');
+    const online = { userID: 'alice', statusType: UserStatusType.ONLINE, customStatus: 'x', version: 3, lastSeenAt: 0 };
+    const notMsgpack = new Uint8Array([0xc1, 0xc1, 0xc1]);
+    await bucket.create(userKey(APP, 'alice'), new Uint8Array([...encode(online), ...notMsgpack]));
+    expect(await new UserStore(bucket).status(APP, 'alice')).toEqual(online);
+  });
+
+  it('user store - a value holding only the record (written before the status led it) still reads and restores', async () => {
+    const bucket = new MemoryKvBucket('pres_users');
+    const clock = new SimulatedClock();
+    const actor = new UserActor({ sdkAppID: APP, userID: 'alice', clock });
+    actor.step({ type: 'LOGIN', requestId: 'r1', gatewayId: 'gw', platform: 'web', ...device });
+    const outbox = [{ id: 'e1' }] as never[];
+    await bucket.create(userKey(APP, 'alice'), encode({ snapshot: actor.persistedSnapshot(), outbox }));
+    const store = new UserStore(bucket);
+    expect(await store.status(APP, 'alice')).toEqual(actor.status);
+    const loaded = await store.load(APP, 'alice');
+    expect(loaded?.outbox).toEqual(outbox);
+    expect(new UserActor({ sdkAppID: APP, userID: 'alice', clock, snapshot: loaded!.snapshot }).status).toEqual(actor.status);
+  });
+
+  it('user store - a value holding the bare snapshot (written before the outbox existed) still reads', async () => {
+    const bucket = new MemoryKvBucket('pres_users');
+    const clock = new SimulatedClock();
+    const actor = new UserActor({ sdkAppID: APP, userID: 'alice', clock });
+    actor.step({ type: 'LOGIN', requestId: 'r1', gatewayId: 'gw', platform: 'web', ...device });
+    await bucket.create(userKey(APP, 'alice'), encode(actor.persistedSnapshot()));
+    const store = new UserStore(bucket);
+    expect(await store.status(APP, 'alice')).toEqual(actor.status);
+    expect((await store.load(APP, 'alice'))?.outbox).toEqual([]);
   });
 });

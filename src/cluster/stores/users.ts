@@ -1,7 +1,7 @@
 import type { Snapshot } from 'xstate';
 import { publicStatus } from '../../actors/publicStatus.js';
 import { UserStatusType, type PresenceContext, type UserStatus } from '../../actors/types.js';
-import { decode, encode } from '../codec.js';
+import { decodeFirst, decodeSequence, encodeSequence } from '../codec.js';
 import { userKey } from '../subjects.js';
 import type { KvBucket } from '../transport/types.js';
 import type { WebhookEvent } from '../../webhooks/stateChange.js';
@@ -27,14 +27,21 @@ export const unloginedStatus = (userID: string): UserStatus => ({
   lastSeenAt: 0,
 });
 
+/** What a `users` value may hold first: the public status, or (written before it led) the record or the bare snapshot. */
+type Leading = UserStatus | UserRecord | (Snapshot<unknown> & { context: PresenceContext });
+
+const statusOfSnapshot = (snapshot: Snapshot<unknown>): UserStatus =>
+  publicStatus((snapshot as Snapshot<unknown> & { context: PresenceContext }).context);
+
 /**
- * Durable user state: the actor snapshot in `users`, what a node restores an actor
- * from and what `getUserStatus` reads for users whose actor is not resident here.
- * Snapshot writes are compare-and-set on the revision the actor was loaded at, so a
- * stale owner cannot overwrite a newer state. Every change that subscribers see is
- * written before it is announced, so the snapshot is never behind a pushed status;
- * a separate status read model cost a second JetStream write per change, and could
- * fall behind the snapshot when that second write failed.
+ * Durable user state: a `users` value is the user's public status, then the record
+ * (the actor's snapshot and its outbox), two msgpack values back to back, written by
+ * one compare-and-set on the revision the actor was loaded at, so a stale owner cannot
+ * overwrite a newer state. A node restores an actor from the record; `getUserStatus`
+ * of a user not resident on the node decodes the status alone, not the snapshot with
+ * the user's whole subscription list. Every change that subscribers see is written
+ * before it is announced. A separate status read model cost a second JetStream write
+ * per change, and could fall behind the snapshot when that second write failed.
  */
 export class UserStore {
   constructor(private readonly users: KvBucket) {}
@@ -42,25 +49,32 @@ export class UserStore {
   async load(sdkAppID: number, userID: string): Promise<StoredActor | null> {
     const entry = await this.users.get(userKey(sdkAppID, userID));
     if (!entry) return null;
-    const record = decode<UserRecord>(entry.value);
+    const values = decodeSequence(entry.value);
+    const record = values[values.length - 1] as UserRecord | Snapshot<unknown>;
+    // Values written before the outbox existed hold the bare snapshot.
+    if (!('snapshot' in record)) return { snapshot: record, outbox: [], revision: entry.revision };
     return { snapshot: record.snapshot, outbox: record.outbox ?? [], revision: entry.revision };
   }
 
   /**
-   * Writes the snapshot and the outbox if the key is still at `revision` (0: absent);
-   * returns the new revision. An event is thus durable exactly when its change is.
+   * Writes the status, the snapshot and the outbox if the key is still at `revision`
+   * (0: absent); returns the new revision. An event is thus durable exactly when its
+   * change is.
    */
-  async save(sdkAppID: number, userID: string, snapshot: Snapshot<unknown>, outbox: WebhookEvent[], revision: number): Promise<number> {
-    const key = userKey(sdkAppID, userID);
+  async save(sdkAppID: number, status: UserStatus, snapshot: Snapshot<unknown>, outbox: WebhookEvent[], revision: number): Promise<number> {
+    const key = userKey(sdkAppID, status.userID);
     const record: UserRecord = { snapshot, outbox };
-    const value = encode(record);
+    const value = encodeSequence(status, record);
     return revision === 0 ? this.users.create(key, value) : this.users.update(key, value, revision);
   }
 
-  /** The public status in the user's stored snapshot; UNLOGINED for a user never seen. */
+  /** The public status stored with the user's snapshot; UNLOGINED for a user never seen. */
   async status(sdkAppID: number, userID: string): Promise<UserStatus> {
-    const stored = await this.load(sdkAppID, userID);
-    if (!stored) return unloginedStatus(userID);
-    return publicStatus((stored.snapshot as Snapshot<unknown> & { context: PresenceContext }).context);
+    const entry = await this.users.get(userKey(sdkAppID, userID));
+    if (!entry) return unloginedStatus(userID);
+    const leading = decodeFirst<Leading>(entry.value);
+    if ('snapshot' in leading) return statusOfSnapshot(leading.snapshot);
+    if ('context' in leading) return statusOfSnapshot(leading);
+    return leading;
   }
 }
