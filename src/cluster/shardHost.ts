@@ -45,6 +45,13 @@ interface Resident {
   outbox: WebhookEvent[];
   /** What its fan-out interest was last computed from. */
   interest?: InterestBasis;
+  /**
+   * Transitions the actor's own timers made that are not committed yet, oldest first. A
+   * timer moves the actor at once, but its commit waits in the queue; any work that runs
+   * on the actor first commits these, so no newer version is announced (or its webhook
+   * queued) ahead of them.
+   */
+  timerTransitions?: Transition[];
 }
 
 interface InterestBasis {
@@ -406,7 +413,7 @@ export class ShardHost {
 
   /** Nothing pending and nobody watching: the actor may leave memory. */
   private canRest(resident: Resident, now: number): boolean {
-    return !this.needsRestore(resident) && resident.inspectedUntil < now;
+    return !this.needsRestore(resident) && resident.inspectedUntil < now && !resident.timerTransitions?.length;
   }
 
   /**
@@ -528,7 +535,8 @@ export class ShardHost {
 
   private async withResident<T>(app: AppConfig, userID: string, work: (resident: Resident) => Promise<T>): Promise<T> {
     const resident = await this.activate(app, userID);
-    const run = resident.queue.then(() => {
+    const run = resident.queue.then(async () => {
+      await this.commitTimerTransitions(resident);
       // The actor may have been passivated or evicted while this command waited.
       const current = this.residents.get(userKey(app.sdkAppID, userID));
       return current === resident ? work(resident) : this.withResident(app, userID, work);
@@ -608,15 +616,28 @@ export class ShardHost {
   };
 
   private onTimer(resident: Resident, transition: Transition): void {
-    const run = resident.queue.then(async () => {
-      const app = this.deps.apps.get(resident.sdkAppID);
-      if (app && this.residents.get(userKey(resident.sdkAppID, resident.userID)) === resident) {
+    (resident.timerTransitions ??= []).push(transition);
+    resident.queue = resident.queue.then(() => this.commitTimerTransitions(resident));
+  }
+
+  /**
+   * Commits, oldest first, what the actor's timers changed while it waited in the queue.
+   * On a failed write the actor is evicted; the next command reloads it, and re-entering
+   * its state re-arms the timers with the time left.
+   */
+  private async commitTimerTransitions(resident: Resident): Promise<void> {
+    const app = this.deps.apps.get(resident.sdkAppID);
+    const key = userKey(resident.sdkAppID, resident.userID);
+    let transition: Transition | undefined;
+    while ((transition = resident.timerTransitions?.shift())) {
+      if (!app || this.residents.get(key) !== resident) return;
+      try {
         await this.commit(resident, app, transition);
+      } catch (error) {
+        this.deps.log.error({ err: error, user: resident.userID, app: resident.sdkAppID }, 'timer transition not persisted');
+        return;
       }
-    });
-    resident.queue = run.catch((error) =>
-      this.deps.log.error({ err: error, user: resident.userID, app: resident.sdkAppID }, 'timer transition not persisted'),
-    );
+    }
   }
 }
 

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { SimulatedClock } from 'xstate';
+import { DEFAULT_LIMITS } from '../../src/actors/index.js';
+import type { ShardCommand } from '../../src/cluster/commands.js';
+import { DeliveryBatcher } from '../../src/cluster/delivery.js';
+import { FanOut } from '../../src/cluster/fanout.js';
+import { SHARD_COUNT } from '../../src/cluster/shards.js';
+import { ShardHost } from '../../src/cluster/shardHost.js';
+import { AppRegistry } from '../../src/cluster/stores/apps.js';
+import { FriendStore } from '../../src/cluster/stores/friends.js';
+import { UserStore } from '../../src/cluster/stores/users.js';
+import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
+import { MemoryKvBucket } from '../../src/cluster/transport/memoryKv.js';
+import type { KvBucket } from '../../src/cluster/transport/types.js';
+import { createLogger } from '../../src/log.js';
+
+const APP = 1400000001;
+const HB = DEFAULT_LIMITS.heartbeatTimeoutMs;
+
+/** A `users` bucket whose writes can be held, to keep a command's persist pending. */
+class GatedBucket extends MemoryKvBucket {
+  private gate: Promise<void> | undefined;
+  private open: (() => void) | undefined;
+
+  hold(): void {
+    this.gate = new Promise((resolve) => (this.open = resolve));
+  }
+
+  release(): void {
+    this.open?.();
+    this.gate = undefined;
+  }
+
+  override async update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    await this.gate;
+    return super.update(key, value, revision);
+  }
+}
+
+async function host() {
+  const clock = new SimulatedClock();
+  clock.set(1_700_000_000_000);
+  const transport = new EmbeddedTransport();
+  const users = new GatedBucket('pres_users');
+  const apps = new AppRegistry(new MemoryKvBucket('pres_apps') as KvBucket);
+  await apps.start();
+  // The callback refuses every delivery, so each webhook stays in the user's outbox, in order.
+  await apps.put({ sdkAppID: APP, secretKey: 'k', edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify: false, limits: DEFAULT_LIMITS, callbackUrl: 'http://127.0.0.1:9/' });
+  const delivery = new DeliveryBatcher(transport);
+  const store = new UserStore(users);
+  let fanout: FanOut | undefined;
+  const shardHost: ShardHost = new ShardHost({
+    nodeId: 'n1',
+    transport,
+    users: store,
+    friends: new FriendStore(new MemoryKvBucket('pres_friends')),
+    apps,
+    fanout: () => fanout!,
+    delivery,
+    clock,
+    log: createLogger({ level: 'silent' }),
+  });
+  fanout = new FanOut(transport, delivery, (key) => shardHost.devicesOf(key));
+  shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
+  const run = (command: ShardCommand) => shardHost.handleHere(command)!;
+  return { clock, users, store, run, stop: () => shardHost.stop() };
+}
+
+const device = (deviceId: string) => ({ app: APP, user: 'alice', deviceId, connId: `c-${deviceId}` });
+
+describe('shard host', () => {
+  it('shard host - a timer transition made while commands wait is committed, and its webhook queued, before the commands behind it', async () => {
+    const { clock, users, store, run, stop } = await host();
+    await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+
+    users.hold();
+    const first = run({ ...device('web'), op: 'setCustomStatus', customStatus: 'first' });
+    const second = run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios' });
+    // The first has stepped the actor and waits on its write; the second waits behind it.
+    await new Promise((resolve) => setImmediate(resolve));
+    // The web device's heartbeat deadline passes while both commands wait on the write: it goes OFFLINE.
+    clock.increment(HB + 1);
+    users.release();
+    expect(await Promise.all([first, second])).toMatchObject([{ ok: true }, { ok: true }]);
+    await stop();
+
+    const { outbox } = (await store.load(APP, 'alice'))!;
+    const events = outbox.map((e) => `${e.body.Version}:${e.body.Info.Action}`);
+    expect(events).toEqual(['1:Login', '2:Login', '3:Disconnect', '4:Login']);
+  });
+});
