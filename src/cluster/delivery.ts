@@ -5,14 +5,11 @@ import { subjects } from './subjects.js';
 import type { Subscription, Transport } from './transport/types.js';
 
 /**
- * Upper bounds of the encoded size of a message's parts: a status with a 32-character userID
- * and a 256-byte custom status, a push entry with a 36-character connection id, an index.
+ * A published message's size at the most. NATS refuses a payload over its `max_payload`
+ * (1 MB unless configured); a tick of a large burst to a gateway with many connections
+ * can pass that.
  */
-const STATUS_BYTES = 330;
-const ENTRY_BYTES = 48;
-const INDEX_BYTES = 3;
-/** A published message's size at the most, far below NATS's 1 MB payload limit. */
-export const MAX_MESSAGE_BYTES = 256 * 1024;
+export const MAX_MESSAGE_BYTES = 512 * 1024;
 
 interface Pending {
   statuses: UserStatus[];
@@ -80,7 +77,7 @@ export class DeliveryBatcher {
       }
       if (kicks.length) message.kicks = kicks;
       if (gatewayId === this.local?.gatewayId) this.local.deliver(message);
-      else for (const part of boundedParts(message)) this.transport.publish(subjects.gatewayOut(gatewayId), encode(part));
+      else for (const bytes of encodeBounded(message)) this.transport.publish(subjects.gatewayOut(gatewayId), bytes);
     }
   }
 
@@ -96,61 +93,59 @@ export class DeliveryBatcher {
 }
 
 /**
- * Splits a gateway message whose size could pass `MAX_MESSAGE_BYTES` into parts that
- * cannot, in order: a connection's statuses keep their order across parts, and kicks
- * come after every push, as in one message. A tick of a large burst to a gateway with
- * many connections can otherwise make a message NATS refuses to carry.
+ * The message encoded, or, when that passes `maxBytes`, its halves encoded the same way,
+ * in order: a connection's statuses keep their order across parts, and kicks come after
+ * every push, as in one message. Only a message too large pays for the split.
  */
-export function boundedParts(message: GatewayDelivery, maxBytes = MAX_MESSAGE_BYTES): GatewayDelivery[] {
+export function encodeBounded(message: GatewayDelivery, maxBytes = MAX_MESSAGE_BYTES): Uint8Array[] {
+  const bytes = encode(message);
+  if (bytes.length <= maxBytes) return [bytes];
+  const halves = halvesOf(message);
+  if (!halves) return [bytes];
+  return halves.flatMap((half) => encodeBounded(half, maxBytes));
+}
+
+/** Two messages that, delivered in order, deliver `message`; none for a message that cannot be split. */
+function halvesOf(message: GatewayDelivery): [GatewayDelivery, GatewayDelivery] | undefined {
   const statuses = message.statuses ?? [];
   const pushes = message.pushes ?? [];
   const kicks = message.kicks ?? [];
-  let worst = statuses.length * STATUS_BYTES + (pushes.length + kicks.length) * ENTRY_BYTES;
-  for (const [, indexes] of pushes) worst += indexes.length * INDEX_BYTES;
-  if (worst <= maxBytes) return [message];
+  if (pushes.length === 0) {
+    if (kicks.length < 2) return undefined;
+    const middle = kicks.length >> 1;
+    return [{ kicks: kicks.slice(0, middle) }, { kicks: kicks.slice(middle) }];
+  }
+  let first: Array<[string, number[]]>;
+  let second: Array<[string, number[]]>;
+  if (pushes.length > 1) {
+    const middle = pushes.length >> 1;
+    [first, second] = [pushes.slice(0, middle), pushes.slice(middle)];
+  } else {
+    const [connId, indexes] = pushes[0]!;
+    if (indexes.length < 2 && kicks.length === 0) return undefined;
+    const middle = Math.max(1, indexes.length >> 1);
+    [first, second] = [[[connId, indexes.slice(0, middle)]], indexes.length > middle ? [[connId, indexes.slice(middle)]] : []];
+  }
+  const later = withStatuses(statuses, second);
+  if (kicks.length) later.kicks = kicks;
+  return [withStatuses(statuses, first), later];
+}
 
-  const parts: GatewayDelivery[] = [];
-  const newPart = () => ({ statuses: [] as UserStatus[], indexOf: new Map<number, number>(), pushes: [] as Array<[string, number[]]>, kicks: [] as Array<[string, number]>, bytes: 0 });
-  let part = newPart();
-  const endPart = () => {
-    if (!part.bytes) return;
-    const done: GatewayDelivery = {};
-    if (part.pushes.length) {
-      done.statuses = part.statuses;
-      done.pushes = part.pushes;
-    }
-    if (part.kicks.length) done.kicks = part.kicks;
-    parts.push(done);
-    part = newPart();
-  };
-  for (const [connId, indexes] of pushes) {
-    let entry: number[] | undefined;
-    for (const index of indexes) {
-      const cost = INDEX_BYTES + (part.indexOf.has(index) ? 0 : STATUS_BYTES) + (entry ? 0 : ENTRY_BYTES);
-      if (part.bytes + cost > maxBytes) {
-        endPart();
-        entry = undefined;
-      }
-      let local = part.indexOf.get(index);
+/** A message with these pushes and only the statuses they name, indexed anew. */
+function withStatuses(statuses: UserStatus[], pushes: Array<[string, number[]]>): GatewayDelivery {
+  if (!pushes.length) return {};
+  const kept: UserStatus[] = [];
+  const indexOf = new Map<number, number>();
+  const reindexed = pushes.map(([connId, indexes]): [string, number[]] => [
+    connId,
+    indexes.map((index) => {
+      let local = indexOf.get(index);
       if (local === undefined) {
-        local = part.statuses.push(statuses[index]!) - 1;
-        part.indexOf.set(index, local);
-        part.bytes += STATUS_BYTES;
+        local = kept.push(statuses[index]!) - 1;
+        indexOf.set(index, local);
       }
-      if (!entry) {
-        entry = [];
-        part.pushes.push([connId, entry]);
-        part.bytes += ENTRY_BYTES;
-      }
-      entry.push(local);
-      part.bytes += INDEX_BYTES;
-    }
-  }
-  for (const kick of kicks) {
-    if (part.bytes + ENTRY_BYTES > maxBytes) endPart();
-    part.kicks.push(kick);
-    part.bytes += ENTRY_BYTES;
-  }
-  endPart();
-  return parts;
+      return local;
+    }),
+  ]);
+  return { statuses: kept, pushes: reindexed };
 }

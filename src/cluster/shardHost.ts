@@ -535,12 +535,14 @@ export class ShardHost {
 
   private async withResident<T>(app: AppConfig, userID: string, work: (resident: Resident) => Promise<T>): Promise<T> {
     const resident = await this.activate(app, userID);
-    const run = resident.queue.then(async () => {
-      await this.commitTimerTransitions(resident);
+    const runWork = (): Promise<T> => {
       // The actor may have been passivated or evicted while this command waited.
       const current = this.residents.get(userKey(app.sdkAppID, userID));
       return current === resident ? work(resident) : this.withResident(app, userID, work);
-    });
+    };
+    const run = resident.queue.then(() =>
+      resident.timerTransitions?.length ? this.commitTimerTransitions(resident).then(runWork) : runWork(),
+    );
     resident.queue = run.catch(() => undefined);
     return run;
   }

@@ -6,11 +6,10 @@ import { TickBatch } from './tickBatch.js';
 import type { Transport } from './transport/types.js';
 
 /**
- * Statuses per message at most: a status encodes to ~330 bytes at the most (a 32-character
- * userID, a 256-byte custom status), so a message stays far below NATS's 1 MB payload limit
- * however many changes one tick makes.
+ * A published message's size at the most, far below NATS's default 1 MB payload limit;
+ * a tick of a large burst can pass it, and its changes then go out in several messages.
  */
-export const MAX_STATUSES_PER_MESSAGE = 256;
+export const MAX_MESSAGE_BYTES = 512 * 1024;
 
 /**
  * Gathers the status changes a node's actors announce during one tick into one
@@ -30,10 +29,7 @@ export class StatusBatcher {
       const at = this.oldestAt ?? Date.now();
       this.oldestAt = undefined;
       for (const [app, statuses] of pending) {
-        for (let from = 0; from < statuses.length; from += MAX_STATUSES_PER_MESSAGE) {
-          const message: StatusChanges = { app, statuses: statuses.slice(from, from + MAX_STATUSES_PER_MESSAGE), at };
-          transport.publish(subjects.statusChanges(app), encode(message));
-        }
+        for (const bytes of encodeBounded({ app, statuses, at })) transport.publish(subjects.statusChanges(app), bytes);
       }
     });
   }
@@ -47,4 +43,15 @@ export class StatusBatcher {
   flush(): void {
     this.batch.flush();
   }
+}
+
+/** The message encoded, or, when that passes `maxBytes`, its halves encoded the same way, in order. */
+export function encodeBounded(message: StatusChanges, maxBytes = MAX_MESSAGE_BYTES): Uint8Array[] {
+  const bytes = encode(message);
+  if (bytes.length <= maxBytes || message.statuses.length < 2) return [bytes];
+  const middle = message.statuses.length >> 1;
+  return [
+    ...encodeBounded({ ...message, statuses: message.statuses.slice(0, middle) }, maxBytes),
+    ...encodeBounded({ ...message, statuses: message.statuses.slice(middle) }, maxBytes),
+  ];
 }

@@ -4,7 +4,7 @@ import { decode, encode } from '../../src/cluster/codec.js';
 import type { GatewayDelivery, StatusChanges } from '../../src/cluster/commands.js';
 import { DeliveryBatcher } from '../../src/cluster/delivery.js';
 import { FanOut } from '../../src/cluster/fanout.js';
-import { MAX_STATUSES_PER_MESSAGE, StatusBatcher } from '../../src/cluster/statusBatcher.js';
+import { encodeBounded, StatusBatcher } from '../../src/cluster/statusBatcher.js';
 import { subjects, userKey } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
 
@@ -129,16 +129,13 @@ describe('fanout', () => {
     expect(heard.get(APP)!.map((m) => m.statuses.length)).toEqual([3, 1]);
   });
 
-  it('fanout - a tick with more changes than one message holds goes out as several, in order', async () => {
-    const transport = new EmbeddedTransport();
-    const heard: StatusChanges[] = [];
-    transport.subscribe(subjects.statusChanges(APP), (data) => heard.push(decode<StatusChanges>(data)));
-    const owner = new StatusBatcher(transport);
-    const count = 2 * MAX_STATUSES_PER_MESSAGE + 3;
-    for (let v = 1; v <= count; v++) owner.announce(APP, status('a', v));
-    await settled();
-    expect(heard.map((m) => m.statuses.length)).toEqual([MAX_STATUSES_PER_MESSAGE, MAX_STATUSES_PER_MESSAGE, 3]);
-    expect(heard.flatMap((m) => m.statuses.map((s) => s.version))).toEqual(Array.from({ length: count }, (_, i) => i + 1));
+  it('fanout - a tick\'s changes too large for one message go out as several, in order', () => {
+    const statuses = Array.from({ length: 40 }, (_, i) => status('a', i + 1));
+    const whole = encode({ app: APP, statuses, at: 1 }).length;
+    const messages = encodeBounded({ app: APP, statuses, at: 1 }, Math.floor(whole / 6)).map((bytes) => decode<StatusChanges>(bytes));
+    expect(messages.length).toBeGreaterThan(5);
+    for (const message of messages) expect(message).toMatchObject({ app: APP, at: 1 });
+    expect(messages.flatMap((m) => m.statuses.map((s) => s.version))).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
   });
 
   it('fanout - a malformed entry in a batch is skipped, the rest is delivered', async () => {
