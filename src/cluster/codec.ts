@@ -8,16 +8,7 @@ export const encode = (value: unknown): Uint8Array => packr.pack(value);
 export const decode = <T>(data: Uint8Array): T => packr.unpack(data) as T;
 
 /** Encodes values back to back in one buffer, so that a reader may decode the first alone. */
-export function encodeSequence(...values: unknown[]): Uint8Array {
-  const parts = values.map((value) => packr.pack(value));
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
+export const encodeSequence = (...values: unknown[]): Uint8Array => Buffer.concat(values.map((value) => packr.pack(value)));
 
 /** Every value of a buffer written by `encodeSequence` (one, for a buffer written by `encode`). */
 export const decodeSequence = (data: Uint8Array): unknown[] => packr.unpackMultiple(data) as unknown[];
@@ -30,4 +21,22 @@ export function decodeFirst<T>(data: Uint8Array): T {
     return false;
   });
   return first as T;
+}
+
+/**
+ * A published message's size at the most. NATS refuses a payload over its `max_payload`
+ * (1 MB unless configured); a tick of a large burst can pass that.
+ */
+export const MAX_MESSAGE_BYTES = 512 * 1024;
+
+/**
+ * The message encoded, or, when that passes `maxBytes`, the two messages `halve` makes
+ * of it (which, delivered in order, deliver it) encoded the same way. Only a message too
+ * large pays for the split; one that `halve` cannot split goes as it is.
+ */
+export function encodeBounded<M>(message: M, halve: (message: M) => [M, M] | undefined, maxBytes = MAX_MESSAGE_BYTES): Uint8Array[] {
+  const bytes = encode(message);
+  if (bytes.length <= maxBytes) return [bytes];
+  const halves = halve(message);
+  return halves ? halves.flatMap((half) => encodeBounded(half, halve, maxBytes)) : [bytes];
 }

@@ -1,15 +1,8 @@
 import type { UserStatus } from '../actors/types.js';
-import { encode } from './codec.js';
+import { encodeBounded } from './codec.js';
 import type { GatewayDelivery } from './commands.js';
 import { subjects } from './subjects.js';
 import type { Subscription, Transport } from './transport/types.js';
-
-/**
- * A published message's size at the most. NATS refuses a payload over its `max_payload`
- * (1 MB unless configured); a tick of a large burst to a gateway with many connections
- * can pass that.
- */
-export const MAX_MESSAGE_BYTES = 512 * 1024;
 
 interface Pending {
   statuses: UserStatus[];
@@ -77,7 +70,7 @@ export class DeliveryBatcher {
       }
       if (kicks.length) message.kicks = kicks;
       if (gatewayId === this.local?.gatewayId) this.local.deliver(message);
-      else for (const bytes of encodeBounded(message)) this.transport.publish(subjects.gatewayOut(gatewayId), bytes);
+      else for (const bytes of encodeBounded(message, halvesOf)) this.transport.publish(subjects.gatewayOut(gatewayId), bytes);
     }
   }
 
@@ -93,20 +86,10 @@ export class DeliveryBatcher {
 }
 
 /**
- * The message encoded, or, when that passes `maxBytes`, its halves encoded the same way,
- * in order: a connection's statuses keep their order across parts, and kicks come after
- * every push, as in one message. Only a message too large pays for the split.
+ * Two messages that, delivered in order, deliver `message`: a connection's statuses keep
+ * their order across them, and kicks come after every push; none for one that cannot be split.
  */
-export function encodeBounded(message: GatewayDelivery, maxBytes = MAX_MESSAGE_BYTES): Uint8Array[] {
-  const bytes = encode(message);
-  if (bytes.length <= maxBytes) return [bytes];
-  const halves = halvesOf(message);
-  if (!halves) return [bytes];
-  return halves.flatMap((half) => encodeBounded(half, maxBytes));
-}
-
-/** Two messages that, delivered in order, deliver `message`; none for a message that cannot be split. */
-function halvesOf(message: GatewayDelivery): [GatewayDelivery, GatewayDelivery] | undefined {
+export function halvesOf(message: GatewayDelivery): [GatewayDelivery, GatewayDelivery] | undefined {
   const statuses = message.statuses ?? [];
   const pushes = message.pushes ?? [];
   const kicks = message.kicks ?? [];

@@ -1,15 +1,9 @@
 import type { UserStatus } from '../actors/types.js';
-import { encode } from './codec.js';
+import { encodeBounded } from './codec.js';
 import type { StatusChanges } from './commands.js';
 import { subjects } from './subjects.js';
 import { TickBatch } from './tickBatch.js';
 import type { Transport } from './transport/types.js';
-
-/**
- * A published message's size at the most, far below NATS's default 1 MB payload limit;
- * a tick of a large burst can pass it, and its changes then go out in several messages.
- */
-export const MAX_MESSAGE_BYTES = 512 * 1024;
 
 /**
  * Gathers the status changes a node's actors announce during one tick into one
@@ -29,7 +23,7 @@ export class StatusBatcher {
       const at = this.oldestAt ?? Date.now();
       this.oldestAt = undefined;
       for (const [app, statuses] of pending) {
-        for (const bytes of encodeBounded({ app, statuses, at })) transport.publish(subjects.statusChanges(app), bytes);
+        for (const bytes of encodeBounded({ app, statuses, at }, halvesOf)) transport.publish(subjects.statusChanges(app), bytes);
       }
     });
   }
@@ -45,13 +39,12 @@ export class StatusBatcher {
   }
 }
 
-/** The message encoded, or, when that passes `maxBytes`, its halves encoded the same way, in order. */
-export function encodeBounded(message: StatusChanges, maxBytes = MAX_MESSAGE_BYTES): Uint8Array[] {
-  const bytes = encode(message);
-  if (bytes.length <= maxBytes || message.statuses.length < 2) return [bytes];
+/** The first and the second half of a tick's changes, in order; none for a single change. */
+export function halvesOf(message: StatusChanges): [StatusChanges, StatusChanges] | undefined {
+  if (message.statuses.length < 2) return undefined;
   const middle = message.statuses.length >> 1;
   return [
-    ...encodeBounded({ ...message, statuses: message.statuses.slice(0, middle) }, maxBytes),
-    ...encodeBounded({ ...message, statuses: message.statuses.slice(middle) }, maxBytes),
+    { ...message, statuses: message.statuses.slice(0, middle) },
+    { ...message, statuses: message.statuses.slice(middle) },
   ];
 }

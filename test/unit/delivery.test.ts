@@ -2,9 +2,9 @@ import { unpack } from 'msgpackr';
 import type { WebSocket } from 'ws';
 import { describe, expect, it } from 'vitest';
 import type { UserStatus } from '../../src/actors/types.js';
-import { decode, encode } from '../../src/cluster/codec.js';
+import { decode, encode, encodeBounded } from '../../src/cluster/codec.js';
 import type { GatewayDelivery } from '../../src/cluster/commands.js';
-import { DeliveryBatcher, encodeBounded } from '../../src/cluster/delivery.js';
+import { DeliveryBatcher, halvesOf } from '../../src/cluster/delivery.js';
 import { subjects } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
 import { Connection } from '../../src/gateway/connection.js';
@@ -106,7 +106,7 @@ describe('delivery', () => {
       kicks: [['c7', 6206]],
     };
     const whole = encode(message).length;
-    const parts = encodeBounded(message, Math.floor(whole / 5)).map((bytes) => decode<GatewayDelivery>(bytes));
+    const parts = encodeBounded(message, halvesOf, Math.floor(whole / 5)).map((bytes) => decode<GatewayDelivery>(bytes));
     expect(parts.length).toBeGreaterThan(4);
     for (const part of parts) expect(encode(part).length).toBeLessThanOrEqual(Math.floor(whole / 5));
     const received = new Map<string, number[]>();
@@ -122,7 +122,7 @@ describe('delivery', () => {
   it('delivery - one connection\'s statuses too many for one message are split across parts, in order', () => {
     const changes = Array.from({ length: 10 }, (_, i) => status('alice', i + 1));
     const message: GatewayDelivery = { statuses: changes, pushes: [['c1', [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]] };
-    const parts = encodeBounded(message, 200).map((bytes) => decode<GatewayDelivery>(bytes));
+    const parts = encodeBounded(message, halvesOf, 200).map((bytes) => decode<GatewayDelivery>(bytes));
     expect(parts.length).toBeGreaterThan(1);
     expect(parts.map((p) => p.pushes!.map(([connId]) => connId))).toEqual(parts.map(() => ['c1']));
     expect(parts.flatMap((p) => p.pushes![0]![1].map((i) => p.statuses![i]!.version))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
@@ -130,6 +130,6 @@ describe('delivery', () => {
 
   it('delivery - a message within the bound is encoded once, as it is', () => {
     const message: GatewayDelivery = { statuses: [status('alice', 1)], pushes: [['c1', [0]]], kicks: [['c2', 6206]] };
-    expect(encodeBounded(message)).toEqual([encode(message)]);
+    expect(encodeBounded(message, halvesOf)).toEqual([encode(message)]);
   });
 });

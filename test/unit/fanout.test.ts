@@ -1,10 +1,10 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { Device, UserStatus } from '../../src/actors/types.js';
-import { decode, encode } from '../../src/cluster/codec.js';
+import { decode, encode, encodeBounded } from '../../src/cluster/codec.js';
 import type { GatewayDelivery, StatusChanges } from '../../src/cluster/commands.js';
 import { DeliveryBatcher } from '../../src/cluster/delivery.js';
 import { FanOut } from '../../src/cluster/fanout.js';
-import { encodeBounded, StatusBatcher } from '../../src/cluster/statusBatcher.js';
+import { halvesOf, StatusBatcher } from '../../src/cluster/statusBatcher.js';
 import { subjects, userKey } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
 
@@ -132,7 +132,7 @@ describe('fanout', () => {
   it('fanout - a tick\'s changes too large for one message go out as several, in order', () => {
     const statuses = Array.from({ length: 40 }, (_, i) => status('a', i + 1));
     const whole = encode({ app: APP, statuses, at: 1 }).length;
-    const messages = encodeBounded({ app: APP, statuses, at: 1 }, Math.floor(whole / 6)).map((bytes) => decode<StatusChanges>(bytes));
+    const messages = encodeBounded({ app: APP, statuses, at: 1 }, halvesOf, Math.floor(whole / 6)).map((bytes) => decode<StatusChanges>(bytes));
     expect(messages.length).toBeGreaterThan(5);
     for (const message of messages) expect(message).toMatchObject({ app: APP, at: 1 });
     expect(messages.flatMap((m) => m.statuses.map((s) => s.version))).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
