@@ -1,10 +1,17 @@
 import { Packr } from 'msgpackr';
-import type { WebSocket } from 'ws';
+import { WebSocket } from 'ws';
 import type { ServerFrame, WireError } from '../protocol.js';
+import { binaryFrame } from './wsFrame.js';
 
 const packr = new Packr({ useRecords: false });
 
-export const encodeFrame = (frame: ServerFrame): Uint8Array => packr.pack(frame);
+/** A server frame as the bytes a socket is sent: msgpack in a binary WebSocket frame. */
+export const wireFrame = (frame: ServerFrame): Buffer => binaryFrame(packr.pack(frame));
+
+/** Where a connection's frames are written: the socket under its WebSocket. */
+export interface FrameSink {
+  write(bytes: Uint8Array): unknown;
+}
 
 export interface LoginState {
   sdkAppID: number;
@@ -23,19 +30,26 @@ export class Connection {
   queue: Promise<unknown> = Promise.resolve();
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
+  /**
+   * `sink` is the socket `ws` took over at the upgrade. Frames are written to it directly,
+   * framed by `wireFrame`; `ws` writes its own frames (close) at once too, since
+   * permessage-deflate is off, so everything leaves in the order it was sent.
+   */
   constructor(
     readonly connId: string,
     private readonly socket: WebSocket,
+    private readonly sink: FrameSink,
     private readonly onHeartbeatTimeout: (connection: Connection) => void,
   ) {}
 
   send(frame: ServerFrame): void {
-    this.sendEncoded(encodeFrame(frame));
+    this.sendWire(wireFrame(frame));
   }
 
-  /** Sends a frame already encoded (the same bytes may go to many sockets). */
-  sendEncoded(frame: Uint8Array): void {
-    if (!this.closed) this.socket.send(frame);
+  /** Sends a frame already framed (the same bytes may go to many sockets). */
+  sendWire(bytes: Uint8Array): void {
+    // As `ws.send` would: nothing after the close handshake began.
+    if (!this.closed && this.socket.readyState === WebSocket.OPEN) this.sink.write(bytes);
   }
 
   fail(id: number, error: WireError): void {

@@ -75,7 +75,7 @@ export class Gateway {
       socket.end('HTTP/1.1 503 Service Unavailable\r\n\r\n');
       return;
     }
-    this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws));
+    this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, socket));
   }
 
   /**
@@ -92,8 +92,8 @@ export class Gateway {
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
 
-  private accept(ws: WebSocket): void {
-    const connection = new Connection(randomUUID(), ws, (c) => this.onHeartbeatTimeout(c));
+  private accept(ws: WebSocket, socket: Duplex): void {
+    const connection = new Connection(randomUUID(), ws, socket, (c) => this.onHeartbeatTimeout(c));
     this.connections.set(connection.connId, connection);
     connection.touch(LOGIN_GRACE_MS);
     ws.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary));

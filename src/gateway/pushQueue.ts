@@ -1,6 +1,6 @@
 import type { UserStatus } from '../actors/types.js';
 import { TickBatch } from '../cluster/tickBatch.js';
-import { encodeFrame, type Connection } from './connection.js';
+import { wireFrame, type Connection } from './connection.js';
 
 /**
  * The pushes due to each socket during one tick, sent when the tick ends as one
@@ -10,16 +10,16 @@ import { encodeFrame, type Connection } from './connection.js';
  */
 export class PushQueue {
   private readonly batch = new TickBatch<Connection, UserStatus>((pending) => {
-    const shared = new Map<UserStatus, Uint8Array>();
+    const shared = new Map<UserStatus, Buffer>();
     for (const [connection, list] of pending) {
       if (list.length > 1) {
-        connection.sendEncoded(encodeFrame({ t: 'push', list }));
+        connection.sendWire(wireFrame({ t: 'push', list }));
         continue;
       }
       const status = list[0]!;
       let frame = shared.get(status);
-      if (!frame) shared.set(status, (frame = encodeFrame({ t: 'push', list })));
-      connection.sendEncoded(frame);
+      if (!frame) shared.set(status, (frame = wireFrame({ t: 'push', list })));
+      connection.sendWire(frame);
     }
   });
 
