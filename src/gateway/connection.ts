@@ -5,8 +5,11 @@ import { binaryFrame } from './wsFrame.js';
 
 const packr = new Packr({ useRecords: false });
 
+/** A value as msgpack, encoded as every frame to a device is. */
+export const encodeForWire = (value: unknown): Uint8Array => packr.pack(value);
+
 /** A server frame as the bytes a socket is sent: msgpack in a binary WebSocket frame. */
-export const wireFrame = (frame: ServerFrame): Buffer => binaryFrame(packr.pack(frame));
+export const wireFrame = (frame: ServerFrame): Buffer => binaryFrame(encodeForWire(frame));
 
 /** Where a connection's frames are written: the socket under its WebSocket. */
 export interface FrameSink {

@@ -7,8 +7,8 @@ import type { GatewayDelivery } from '../../src/cluster/commands.js';
 import { DeliveryBatcher, halvesOf } from '../../src/cluster/delivery.js';
 import { subjects } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
-import { Connection } from '../../src/gateway/connection.js';
-import { PushQueue } from '../../src/gateway/pushQueue.js';
+import { Connection, encodeForWire, wireFrame } from '../../src/gateway/connection.js';
+import { PushQueue, pushFrame } from '../../src/gateway/pushQueue.js';
 
 const status = (userID: string, version: number): UserStatus =>
   ({ userID, statusType: 1, customStatus: `v${version}`, version, lastSeenAt: 0 }) as unknown as UserStatus;
@@ -94,6 +94,12 @@ describe('delivery', () => {
     expect(a.frames[0]).toBe(b.frames[0]);
     expect(payloadOf(a.frames[0]!)).toEqual({ t: 'push', list: [change] });
     expect(payloadOf(c.frames[0]!)).toEqual({ t: 'push', list: [change, later] });
+  });
+
+  // 15 and 16: the last fixarray and the first array 16; 70 000: an array 32.
+  it.each([1, 15, 16, 300, 70_000])('delivery - a push frame of %i statuses assembled from their encodings is the bytes of the whole frame encoded', (count) => {
+    const list = Array.from({ length: count }, (_, i) => status(`u${i}`, i + 1));
+    expect(pushFrame(list.map(encodeForWire)).equals(wireFrame({ t: 'push', list }))).toBe(true);
   });
 
   it('delivery - a socket closed before the tick ends is sent nothing', async () => {
