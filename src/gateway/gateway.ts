@@ -314,12 +314,14 @@ export class Gateway {
 
   private deliver(message: GatewayDelivery): void {
     const statuses = message.statuses ?? [];
+    let pushed = 0;
     for (const [connId, indexes] of message.pushes ?? []) {
       const connection = this.connections.get(connId);
       if (!connection) continue;
       for (const i of indexes) this.pushes.add(connection, statuses[i]!);
-      this.deps.metrics?.notifications.inc(indexes.length);
+      pushed += indexes.length;
     }
+    if (pushed) this.deps.metrics?.notifications.inc(pushed);
     for (const [connId, code] of message.kicks ?? []) {
       const connection = this.connections.get(connId);
       if (!connection) continue;
