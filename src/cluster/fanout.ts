@@ -7,6 +7,8 @@ import type { Subscription, Transport } from './transport/types.js';
 import { Watchers } from './watchers.js';
 
 interface Interest {
+  /** The watched user's ID, the one copy of it that the lists naming it share. */
+  userID: string;
   watchers: Watchers<string>;
   /** The newest version seen, so a late or repeated change is never delivered. */
   version: number;
@@ -51,6 +53,15 @@ export class FanOut {
     for (const target of next) if (!previous.has(target)) this.acquire(sdkAppID, target, watcherKey);
   }
 
+  /**
+   * `userID` as the string this node already holds for it when someone here watches the
+   * user: a subscription list built from it shares that copy, where one decoded from the
+   * call would be a copy of its own in each of the (up to hundreds of) lists naming it.
+   */
+  sharedUserID(sdkAppID: number, userID: string): string {
+    return this.apps.get(sdkAppID)?.users.get(userID)?.userID ?? userID;
+  }
+
   /** Number of watched users on this node. */
   get interestCount(): number {
     return this.watchedUsers;
@@ -66,7 +77,7 @@ export class FanOut {
     const app = this.apps.get(sdkAppID) ?? this.watchApp(sdkAppID);
     let interest = app.users.get(userID);
     if (!interest) {
-      app.users.set(userID, (interest = { watchers: new Watchers(), version: 0 }));
+      app.users.set(userID, (interest = { userID, watchers: new Watchers(), version: 0 }));
       this.watchedUsers++;
     }
     interest.watchers.add(watcherKey);

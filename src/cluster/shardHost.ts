@@ -299,7 +299,7 @@ export class ShardHost {
   }
 
   private async apply(resident: Resident, app: AppConfig, command: Exclude<ShardCommand, { op: 'inspect' }>): Promise<ShardReply> {
-    const result = resident.actor.step(toEvent(command, app));
+    const result = resident.actor.step(toEvent(this.withSharedUserIDs(command), app));
     const replaced = command.op === 'login' && result.kicks.some((k) => k.code === ErrorCode.KICKED_BY_SAME_DEVICE);
     await this.commit(resident, app, result, command.op === 'heartbeat', replaced ? [command.platform] : []);
     const reply = result.reply;
@@ -316,6 +316,13 @@ export class ShardHost {
       default:
         return { ok: true, status: result.after };
     }
+  }
+
+  /** A subscribe call with its targets' IDs as the fan-out holds them (one copy per watched user, not one per list). */
+  private withSharedUserIDs<C extends Exclude<ShardCommand, { op: 'inspect' }>>(command: C): C {
+    if (command.op !== 'subscribe') return command;
+    const fanout = this.deps.fanout();
+    return { ...command, userIDs: command.userIDs.map((userID) => fanout.sharedUserID(command.app, userID)) };
   }
 
   /**

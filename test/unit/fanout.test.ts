@@ -44,6 +44,18 @@ function node() {
 }
 
 describe('fanout', () => {
+  it('fanout - a subscribe call\'s target is named by the ID held for it while someone here watches it, else as asked', () => {
+    const { fanout, follow } = node();
+    // Built at run time, so each is a string of its own, as decoded from a call.
+    const held = ['al', 'ice'].join('');
+    follow(APP, 'w1', [], [held]);
+    expect(fanout.sharedUserID(APP, ['a', 'lice'].join(''))).toBe(held);
+    expect(fanout.sharedUserID(OTHER_APP, 'alice')).toBe('alice');
+    expect(fanout.sharedUserID(APP, 'bob')).toBe('bob');
+    follow(APP, 'w1', [held], []);
+    expect(fanout.sharedUserID(APP, 'alice')).toBe('alice');
+  });
+
   it('fanout - one transport subscription per app, however many users its watchers here follow', async () => {
     const { subscribe, fanout, pushed, publish, follow } = node();
     follow(APP, 'w1', [], ['a', 'b', 'c']);
