@@ -11,6 +11,12 @@ interface ForUser {
 interface FromDevice extends ForUser {
   deviceId: string;
   connId: string;
+  /**
+   * The device proved alive and its actor is due to hear it: the owner moves the device's
+   * heartbeat deadline before it runs the call, as a `heartbeat` command would, so a
+   * chatty device's liveness rides on its calls instead of costing a command of its own.
+   */
+  alive?: true;
 }
 
 export type ShardCommand =

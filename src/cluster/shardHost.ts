@@ -299,6 +299,10 @@ export class ShardHost {
   }
 
   private async apply(resident: Resident, app: AppConfig, command: Exclude<ShardCommand, { op: 'inspect' }>): Promise<ShardReply> {
+    if (command.op !== 'kick' && command.alive && command.op !== 'heartbeat') {
+      // Nothing public changes with it, and its context is persisted with the call's.
+      resident.actor.step(toEvent({ op: 'heartbeat', app: command.app, user: command.user, deviceId: command.deviceId, connId: command.connId }, app));
+    }
     const result = resident.actor.step(toEvent(this.withSharedUserIDs(command), app));
     const replaced = command.op === 'login' && result.kicks.some((k) => k.code === ErrorCode.KICKED_BY_SAME_DEVICE);
     await this.commit(resident, app, result, command.op === 'heartbeat', replaced ? [command.platform] : []);

@@ -26,12 +26,17 @@ const HARD_FRAME_LIMIT = 1024 * 1024;
 /**
  * Liveness reaches the user actor at most this often per connection, and at least
  * three times per heartbeat timeout, so a chatty device costs little and a short
- * timeout still has margin.
+ * timeout still has margin. It rides on the device's next call when the frame is one.
  */
 const HEARTBEAT_FORWARD_MAX_INTERVAL_MS = 1_000;
 const KNOWN_OPS: ReadonlySet<string> = new Set(OPERATIONS);
 /** Before login, a socket must log in within this time or be closed. */
 const LOGIN_GRACE_MS = 30_000;
+
+/** Whether a frame's proof of life is yet to reach the device's actor (see `onAlive`). */
+interface Liveness {
+  due: boolean;
+}
 
 export interface GatewayDeps {
   gatewayId: string;
@@ -116,10 +121,13 @@ export class Gateway {
       if (error instanceof PresenceError) return this.refuseFrame(connection, error);
       return this.refuseFrame(connection, invalidParameters('the frame is not valid msgpack'));
     }
-    if (connection.login) this.onAlive(connection);
-    if (frame.t === 'hb') return connection.send({ t: 'hb' });
+    const liveness: Liveness = { due: connection.login !== undefined && this.onAlive(connection) };
+    if (frame.t === 'hb') {
+      if (liveness.due) this.forwardHeartbeat(connection);
+      return connection.send({ t: 'hb' });
+    }
     const request = frame;
-    const run = connection.queue.then(() => this.answer(connection, request));
+    const run = connection.queue.then(() => this.answer(connection, request, liveness));
     connection.queue = run.catch(() => undefined);
   }
 
@@ -127,10 +135,10 @@ export class Gateway {
     connection.send({ t: 'err', error: error.toJSON() });
   }
 
-  private async answer(connection: Connection, frame: Extract<ClientFrame, { t: 'req' }>): Promise<void> {
+  private async answer(connection: Connection, frame: Extract<ClientFrame, { t: 'req' }>, liveness: Liveness): Promise<void> {
     let code = 0;
     try {
-      const result = await this.call(connection, frame.op, frame.args);
+      const result = await this.call(connection, frame.op, frame.args, liveness);
       connection.send({ t: 'res', id: frame.id, ok: true, result });
     } catch (error) {
       if (error instanceof PresenceError) {
@@ -143,6 +151,8 @@ export class Gateway {
       }
     } finally {
       this.count(frame.op, code);
+      // A call refused before it reached the actor did not carry the device's liveness there.
+      if (liveness.due && connection.login) this.forwardHeartbeat(connection);
     }
   }
 
@@ -156,8 +166,8 @@ export class Gateway {
     if (code === ErrorCode.RATE_LIMITED) metrics.rateLimited.inc({ op: label });
   }
 
-  private async call(connection: Connection, op: string, args: unknown): Promise<unknown> {
-    if (op === 'login') return this.login(connection, args);
+  private async call(connection: Connection, op: string, args: unknown, liveness: Liveness): Promise<unknown> {
+    if (op === 'login') return this.login(connection, args, liveness);
     const login = connection.login;
     const app = this.appOf(connection);
     if (!login || !app) throw new PresenceError(ErrorCode.NOT_LOGGED_IN, `log in before calling ${op}`);
@@ -170,7 +180,7 @@ export class Gateway {
         return {};
       }
       case 'setSelfStatus': {
-        const reply = await this.send({ ...device, op: 'setCustomStatus', customStatus: validateCustomStatus(args) });
+        const reply = await this.send({ ...device, op: 'setCustomStatus', customStatus: validateCustomStatus(args) }, liveness);
         return { status: reply.status };
       }
       case 'getUserStatus': {
@@ -178,17 +188,17 @@ export class Gateway {
         const selfOnly = Array.isArray(list) && list.length > 0 && list.every((id) => id === login.userID);
         if (!selfOnly) this.checkGating(app, 'getUserStatus');
         const userIDs = validateUserIDList(list, app.limits.maxQueryUsers);
-        return { statuses: (await this.send({ ...device, op: 'query', userIDs })).statuses };
+        return { statuses: (await this.send({ ...device, op: 'query', userIDs }, liveness)).statuses };
       }
       case 'subscribeUserStatus': {
         this.checkGating(app, 'subscribeUserStatus');
         const userIDs = validateUserIDList(listArg(args), app.limits.maxSubscribePerCall);
-        return { evicted: (await this.send({ ...device, op: 'subscribe', userIDs })).evicted ?? [] };
+        return { evicted: (await this.send({ ...device, op: 'subscribe', userIDs }, liveness)).evicted ?? [] };
       }
       case 'unsubscribeUserStatus': {
         this.checkGating(app, 'unsubscribeUserStatus');
         const userIDs = validateUserIDList(listArg(args), app.limits.maxSubscribePerCall, { allowEmpty: true });
-        await this.send({ ...device, op: 'unsubscribe', userIDs });
+        await this.send({ ...device, op: 'unsubscribe', userIDs }, liveness);
         return {};
       }
     }
@@ -201,12 +211,12 @@ export class Gateway {
     if (refused) throw new PresenceError(refused.code, refused.desc);
   }
 
-  private async login(connection: Connection, args: unknown): Promise<LoginResult> {
+  private async login(connection: Connection, args: unknown, liveness: Liveness): Promise<LoginResult> {
     const login = validateLogin(args);
     const current = connection.login;
     if (current) {
       if (current.sdkAppID === login.sdkAppID && current.userID === login.userID && (login.deviceId ?? current.deviceId) === current.deviceId) {
-        return this.loginResult(this.deps.apps.get(current.sdkAppID)!, current.deviceId, await this.selfStatus(connection));
+        return this.loginResult(this.deps.apps.get(current.sdkAppID)!, current.deviceId, await this.selfStatus(connection, liveness));
       }
       throw invalidParameters(`this connection is logged in as ${current.userID}; log out first`);
     }
@@ -255,34 +265,41 @@ export class Gateway {
     };
   }
 
-  private async selfStatus(connection: Connection): Promise<LoginResult['status']> {
+  private async selfStatus(connection: Connection, liveness: Liveness): Promise<LoginResult['status']> {
     const login = connection.login!;
-    const reply = await this.send({
-      op: 'query',
-      app: login.sdkAppID,
-      user: login.userID,
-      deviceId: login.deviceId,
-      connId: connection.connId,
-      userIDs: [login.userID],
-    });
+    const reply = await this.send(
+      { op: 'query', app: login.sdkAppID, user: login.userID, deviceId: login.deviceId, connId: connection.connId, userIDs: [login.userID] },
+      liveness,
+    );
     return reply.statuses![0]!;
   }
 
-  /** Sends a command to the user's shard; a refusal becomes the PresenceError the device gets. */
-  private async send(command: ShardCommand): Promise<Extract<ShardReply, { ok: true }>> {
+  /**
+   * Sends a command to the user's shard; a refusal becomes the PresenceError the device gets.
+   * A device's call takes its liveness along when that is due (once per frame).
+   */
+  private async send(command: ShardCommand, liveness?: Liveness): Promise<Extract<ShardReply, { ok: true }>> {
+    if (liveness?.due && command.op !== 'login' && command.op !== 'kick' && command.op !== 'inspect') {
+      liveness.due = false;
+      command = { ...command, alive: true };
+    }
     const reply = await this.deps.router.send(command);
     if (!reply.ok) throw new PresenceError(reply.error.code, reply.error.desc, reply.error.retryAfterMs);
     return reply;
   }
 
   /** Any frame of a logged-in device proves it alive, to its socket timer and to its actor. */
-  private onAlive(connection: Connection): void {
-    const login = connection.login!;
+  private onAlive(connection: Connection): boolean {
     const timeoutMs = this.appOf(connection)?.limits.heartbeatTimeoutMs ?? LOGIN_GRACE_MS;
     connection.touch(timeoutMs);
     const now = Date.now();
-    if (now - connection.lastHeartbeatForwardedAt < Math.min(HEARTBEAT_FORWARD_MAX_INTERVAL_MS, timeoutMs / 3)) return;
+    if (now - connection.lastHeartbeatForwardedAt < Math.min(HEARTBEAT_FORWARD_MAX_INTERVAL_MS, timeoutMs / 3)) return false;
     connection.lastHeartbeatForwardedAt = now;
+    return true;
+  }
+
+  private forwardHeartbeat(connection: Connection): void {
+    const login = connection.login!;
     const command: ShardCommand = { op: 'heartbeat', app: login.sdkAppID, user: login.userID, deviceId: login.deviceId, connId: connection.connId };
     this.deps.router.send(command).catch((error) => this.deps.log.warn({ err: error, user: login.userID }, 'heartbeat not forwarded'));
   }

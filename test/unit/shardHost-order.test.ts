@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import { DEFAULT_LIMITS } from '../../src/actors/index.js';
+import { UserStatusType } from '../../src/actors/types.js';
 import type { ShardCommand } from '../../src/cluster/commands.js';
 import { DeliveryBatcher } from '../../src/cluster/delivery.js';
 import { FanOut } from '../../src/cluster/fanout.js';
@@ -63,7 +64,7 @@ async function host() {
   fanout = new FanOut(transport, delivery, (key) => shardHost.devicesOf(key));
   shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
   const run = (command: ShardCommand) => shardHost.handleHere(command)!;
-  return { clock, users, store, run, stop: () => shardHost.stop() };
+  return { clock, users, store, run, statuses: (userIDs: string[]) => shardHost.statuses(APP, userIDs), stop: () => shardHost.stop() };
 }
 
 const device = (deviceId: string) => ({ app: APP, user: 'alice', deviceId, connId: `c-${deviceId}` });
@@ -87,5 +88,19 @@ describe('shard host', () => {
     const { outbox } = (await store.load(APP, 'alice'))!;
     const events = outbox.map((e) => `${e.body.Version}:${e.body.Info.Action}`);
     expect(events).toEqual(['1:Login', '2:Login', '3:Disconnect', '4:Login']);
+  });
+
+  it.each([
+    [true, UserStatusType.ONLINE],
+    [false, UserStatusType.OFFLINE],
+  ])('shard host - a call that carries the device\'s liveness (%s) moves its heartbeat deadline as a heartbeat would', async (alive, after) => {
+    const { clock, run, statuses, stop } = await host();
+    await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+    clock.increment(HB - 1_000);
+    await run({ ...device('web'), op: 'setCustomStatus', customStatus: 'busy', ...(alive ? { alive: true as const } : {}) });
+    // Past the deadline the login set; not past one moved by the call.
+    clock.increment(2_000);
+    expect(await statuses(['alice'])).toMatchObject([{ userID: 'alice', statusType: after }]);
+    await stop();
   });
 });
