@@ -9,7 +9,7 @@ const packr = new Packr({ useRecords: false });
 export const encodeForWire = (value: unknown): Uint8Array => packr.pack(value);
 
 /** A server frame as the bytes a socket is sent: msgpack in a binary WebSocket frame. */
-export const wireFrame = (frame: ServerFrame): Buffer => binaryFrame(encodeForWire(frame));
+export const wireFrame = (frame: ServerFrame): Buffer => binaryFrame([encodeForWire(frame)]);
 
 /** Where a connection's frames are written: the socket under its WebSocket. */
 export interface FrameSink {

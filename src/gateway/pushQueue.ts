@@ -29,7 +29,7 @@ function arrayHeader(length: number): Buffer {
 
 /** The wire frame of `{ t: 'push', list }`, assembled from its statuses each encoded already. */
 export const pushFrame = (encodedStatuses: Uint8Array[]): Buffer =>
-  binaryFrame(PUSH_PREFIX, arrayHeader(encodedStatuses.length), ...encodedStatuses);
+  binaryFrame([PUSH_PREFIX, arrayHeader(encodedStatuses.length), ...encodedStatuses]);
 
 /**
  * The pushes due to each socket during one tick, sent when the tick ends as one

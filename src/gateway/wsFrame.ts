@@ -2,10 +2,10 @@
  * A payload framed as one final, unmasked, binary WebSocket frame (RFC 6455 §5.2), header
  * and payload in one buffer. A push fanned out to many sockets is framed once and each
  * socket gets the same bytes in a single write; `ws` would frame it anew per socket (a
- * header buffer, a cork and a writev of two buffers each). The payload may come in parts,
- * which are copied in one after another.
+ * header buffer, a cork and a writev of two buffers each). The payload is given in parts,
+ * copied in one after another.
  */
-export function binaryFrame(...parts: Uint8Array[]): Buffer {
+export function binaryFrame(parts: readonly Uint8Array[]): Buffer {
   let length = 0;
   for (const part of parts) length += part.length;
   const headerLength = length < 126 ? 2 : length < 65_536 ? 4 : 10;

@@ -28,7 +28,7 @@ describe('wsFrame', () => {
   // Each length where the header changes form (RFC 6455 §5.2: 7-bit, 16-bit, 64-bit lengths).
   it.each([0, 1, 125, 126, 65_535, 65_536, 300_000])('wsFrame - a %i-byte payload is one binary frame a WebSocket client reads back whole', (length) => {
     const bytes = payload(length);
-    const frame = binaryFrame(bytes);
+    const frame = binaryFrame([bytes]);
     expect(frame.length).toBe(length + (length < 126 ? 2 : length < 65_536 ? 4 : 10));
     const { messages, error } = parse(frame);
     expect(error).toBeUndefined();
@@ -38,7 +38,12 @@ describe('wsFrame', () => {
   it('wsFrame - frames written back to back are read as separate messages, in order', () => {
     const first = payload(3);
     const second = payload(200);
-    const { messages } = parse(Buffer.concat([binaryFrame(first), binaryFrame(second), binaryFrame(first)]));
+    const { messages } = parse(Buffer.concat([binaryFrame([first]), binaryFrame([second]), binaryFrame([first])]));
     expect(messages).toEqual([first, second, first]);
+  });
+
+  it('wsFrame - a payload given in parts is one frame of their bytes in order', () => {
+    const parts = [payload(100), payload(0), payload(30)];
+    expect(parse(binaryFrame(parts)).messages).toEqual([Buffer.concat(parts)]);
   });
 });
