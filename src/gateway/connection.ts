@@ -31,6 +31,8 @@ export class Connection {
   lastHeartbeatForwardedAt = 0;
   /** Requests of one socket run one after another, so a device sees its calls applied in order. */
   queue: Promise<unknown> = Promise.resolve();
+  /** Calls queued or running on this socket. */
+  callsInFlight = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
   /**

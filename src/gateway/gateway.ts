@@ -33,9 +33,12 @@ const KNOWN_OPS: ReadonlySet<string> = new Set(OPERATIONS);
 /** Before login, a socket must log in within this time or be closed. */
 const LOGIN_GRACE_MS = 30_000;
 
-/** Whether a frame's proof of life is yet to reach the device's actor (see `onAlive`). */
+/** A frame's proof of life on its way to the device's actor (see `onAlive`). */
 interface Liveness {
+  /** Yet to be sent: by the call's first command, or as a heartbeat of its own. */
   due: boolean;
+  /** Sent along with a command of the call, which may have failed before the actor ran it. */
+  carried?: boolean;
 }
 
 export interface GatewayDeps {
@@ -122,13 +125,16 @@ export class Gateway {
       return this.refuseFrame(connection, invalidParameters('the frame is not valid msgpack'));
     }
     const liveness: Liveness = { due: connection.login !== undefined && this.onAlive(connection) };
-    if (frame.t === 'hb') {
-      if (liveness.due) this.forwardHeartbeat(connection);
-      return connection.send({ t: 'hb' });
+    // A call waiting behind others would bring the liveness late: it goes at once instead.
+    if (liveness.due && (frame.t === 'hb' || connection.callsInFlight > 0)) {
+      liveness.due = false;
+      this.forwardHeartbeat(connection);
     }
+    if (frame.t === 'hb') return connection.send({ t: 'hb' });
     const request = frame;
+    connection.callsInFlight++;
     const run = connection.queue.then(() => this.answer(connection, request, liveness));
-    connection.queue = run.catch(() => undefined);
+    connection.queue = run.catch(() => undefined).finally(() => connection.callsInFlight--);
   }
 
   private refuseFrame(connection: Connection, error: PresenceError): void {
@@ -141,6 +147,8 @@ export class Gateway {
       const result = await this.call(connection, frame.op, frame.args, liveness);
       connection.send({ t: 'res', id: frame.id, ok: true, result });
     } catch (error) {
+      // The command that carried the liveness may have failed before the actor ran it.
+      if (liveness.carried) liveness.due = true;
       if (error instanceof PresenceError) {
         code = error.code;
         connection.fail(frame.id, error.toJSON());
@@ -151,7 +159,6 @@ export class Gateway {
       }
     } finally {
       this.count(frame.op, code);
-      // A call refused before it reached the actor did not carry the device's liveness there.
       if (liveness.due && connection.login) this.forwardHeartbeat(connection);
     }
   }
@@ -281,6 +288,7 @@ export class Gateway {
   private async send(command: ShardCommand, liveness?: Liveness): Promise<Extract<ShardReply, { ok: true }>> {
     if (liveness?.due && command.op !== 'login' && command.op !== 'kick' && command.op !== 'inspect') {
       liveness.due = false;
+      liveness.carried = true;
       command = { ...command, alive: true };
     }
     const reply = await this.deps.router.send(command);
