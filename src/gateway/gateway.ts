@@ -286,7 +286,7 @@ export class Gateway {
    * A device's call takes its liveness along when that is due (once per frame).
    */
   private async send(command: ShardCommand, liveness?: Liveness): Promise<Extract<ShardReply, { ok: true }>> {
-    if (liveness?.due && command.op !== 'login' && command.op !== 'kick' && command.op !== 'inspect') {
+    if (liveness?.due && 'deviceId' in command) {
       liveness.due = false;
       liveness.carried = true;
       command = { ...command, alive: true };
