@@ -19,6 +19,13 @@ export class TickBatch<K, V> {
     }
   }
 
+  /** Takes a key's values out of the batch, to be handed over now by the caller. */
+  take(key: K): V[] | undefined {
+    const list = this.pending.get(key);
+    this.pending.delete(key);
+    return list;
+  }
+
   /** Hands over what is pending now, without waiting for the end of the tick. */
   flush(): void {
     this.scheduled = false;

@@ -1,6 +1,7 @@
 import { Packr } from 'msgpackr';
 import { WebSocket } from 'ws';
 import type { ServerFrame, WireError } from '../protocol.js';
+import type { Outbox } from './outbox.js';
 import { binaryFrame } from './wsFrame.js';
 
 const packr = new Packr({ useRecords: false });
@@ -37,22 +38,24 @@ export class Connection {
 
   /**
    * `sink` is the socket `ws` took over at the upgrade. Frames are written to it directly,
-   * framed by `wireFrame`; `ws` writes its own frames (close) at once too, since
-   * permessage-deflate is off, so everything leaves in the order it was sent.
+   * framed by `wireFrame`, when the outbox's tick ends; `ws` writes its own frames (close)
+   * at once, since permessage-deflate is off, so a close first writes what is queued.
    */
   constructor(
     readonly connId: string,
     private readonly socket: WebSocket,
     private readonly sink: FrameSink,
+    private readonly outbox: Outbox,
     private readonly onHeartbeatTimeout: (connection: Connection) => void,
   ) {}
 
+  /** Queues a frame for the end of the tick, behind the frames sent before it. */
   send(frame: ServerFrame): void {
-    this.sendWire(wireFrame(frame));
+    this.outbox.frame(this, wireFrame(frame));
   }
 
-  /** Sends a frame already framed (the same bytes may go to many sockets). */
-  sendWire(bytes: Uint8Array): void {
+  /** Writes bytes already framed (the same bytes may go to many sockets) at once. */
+  write(bytes: Uint8Array): void {
     // As `ws.send` would: nothing after the close handshake began.
     if (!this.closed && this.socket.readyState === WebSocket.OPEN) this.sink.write(bytes);
   }
@@ -69,6 +72,7 @@ export class Connection {
   }
 
   closeWith(code: number, reason: string): void {
+    this.outbox.writeFramesNow(this);
     this.closedByServer = true;
     clearTimeout(this.heartbeatTimer);
     this.socket.close(code, reason);

@@ -18,7 +18,7 @@ import type { Logger } from '../log.js';
 import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 import { CloseCode, MAX_FRAME_BYTES, OPERATIONS, type ClientFrame, type LoginResult } from '../protocol.js';
 import { Connection } from './connection.js';
-import { PushQueue } from './pushQueue.js';
+import { Outbox } from './outbox.js';
 import { FrameError, listArg, parseFrame, validateCustomStatus, validateLogin, validateUserIDList } from './validate.js';
 
 /** Frames above this are not even read by `ws`: the socket closes with 1009. */
@@ -60,7 +60,7 @@ export interface GatewayDeps {
 export class Gateway {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: HARD_FRAME_LIMIT });
   private readonly connections = new Map<string, Connection>();
-  private readonly pushes = new PushQueue();
+  private readonly outbox = new Outbox();
   private delivery: Subscription | undefined;
   private localDelivery: Subscription | undefined;
   private draining = false;
@@ -101,7 +101,7 @@ export class Gateway {
   }
 
   private accept(ws: WebSocket, socket: Duplex): void {
-    const connection = new Connection(randomUUID(), ws, socket, (c) => this.onHeartbeatTimeout(c));
+    const connection = new Connection(randomUUID(), ws, socket, this.outbox, (c) => this.onHeartbeatTimeout(c));
     this.connections.set(connection.connId, connection);
     connection.touch(LOGIN_GRACE_MS);
     ws.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary));
@@ -343,7 +343,7 @@ export class Gateway {
     for (const [connId, indexes] of message.pushes ?? []) {
       const connection = this.connections.get(connId);
       if (!connection) continue;
-      for (const i of indexes) this.pushes.add(connection, statuses[i]!);
+      for (const i of indexes) this.outbox.push(connection, statuses[i]!);
       pushed += indexes.length;
     }
     if (pushed) this.deps.metrics?.notifications.inc(pushed);

@@ -8,20 +8,40 @@ import { DeliveryBatcher, halvesOf } from '../../src/cluster/delivery.js';
 import { subjects } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
 import { Connection, encodeForWire, wireFrame } from '../../src/gateway/connection.js';
-import { PushQueue, pushFrame } from '../../src/gateway/pushQueue.js';
+import { Outbox, pushFrame } from '../../src/gateway/outbox.js';
 
 const status = (userID: string, version: number): UserStatus =>
   ({ userID, statusType: 1, customStatus: `v${version}`, version, lastSeenAt: 0 }) as unknown as UserStatus;
 
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** A connection whose socket records the bytes written to it. */
-function recordingConnection(connId: string) {
+/** A connection whose socket records the bytes written to it, and the frames `ws` was asked to close with. */
+function recordingConnection(connId: string, outbox: Outbox) {
   const frames: Uint8Array[] = [];
-  const open = { readyState: WebSocket.OPEN } as WebSocket;
-  const connection = new Connection(connId, open, { write: (bytes: Uint8Array) => frames.push(bytes) }, () => undefined);
-  return { connection, frames };
+  const closes: number[] = [];
+  const socket = { readyState: WebSocket.OPEN as number, close: (code: number) => undefined as unknown };
+  socket.close = (code: number) => {
+    closes.push(code);
+    frames.push(Buffer.from([0x88]));
+    socket.readyState = WebSocket.CLOSING;
+  };
+  const connection = new Connection(connId, socket as unknown as WebSocket, { write: (bytes: Uint8Array) => frames.push(bytes) }, outbox, () => undefined);
+  return { connection, frames, closes };
 }
+
+/** The msgpack payloads of the binary WebSocket frames (each under 64 KiB) in one write. */
+const payloadsOf = (write: Uint8Array) => {
+  const payloads: unknown[] = [];
+  for (let at = 0; at < write.length; ) {
+    expect(write[at]).toBe(0x82);
+    const extended = write[at + 1] === 126;
+    const start = at + (extended ? 4 : 2);
+    const length = extended ? Buffer.from(write).readUInt16BE(at + 2) : write[at + 1]!;
+    payloads.push(unpack(write.subarray(start, start + length)));
+    at = start + length;
+  }
+  return payloads;
+};
 
 /** The msgpack payload of a binary WebSocket frame under 64 KiB (wsFrame.test.ts checks the framing). */
 const payloadOf = (frame: Uint8Array) => {
@@ -78,16 +98,16 @@ describe('delivery', () => {
   });
 
   it('delivery - each socket gets one frame per tick; sockets getting only the same status share its encoded bytes', async () => {
-    const queue = new PushQueue();
-    const a = recordingConnection('a');
-    const b = recordingConnection('b');
-    const c = recordingConnection('c');
+    const queue = new Outbox();
+    const a = recordingConnection('a', queue);
+    const b = recordingConnection('b', queue);
+    const c = recordingConnection('c', queue);
     const change = status('alice', 7);
     const later = status('bob', 2);
-    queue.add(a.connection, change);
-    queue.add(b.connection, change);
-    queue.add(c.connection, change);
-    queue.add(c.connection, later);
+    queue.push(a.connection, change);
+    queue.push(b.connection, change);
+    queue.push(c.connection, change);
+    queue.push(c.connection, later);
     expect(a.frames).toEqual([]); // sent when the tick ends
     await nextTick();
     expect([a.frames.length, b.frames.length, c.frames.length]).toEqual([1, 1, 1]);
@@ -103,12 +123,41 @@ describe('delivery', () => {
   });
 
   it('delivery - a socket closed before the tick ends is sent nothing', async () => {
-    const queue = new PushQueue();
-    const a = recordingConnection('a');
-    queue.add(a.connection, status('alice', 1));
+    const queue = new Outbox();
+    const a = recordingConnection('a', queue);
+    queue.push(a.connection, status('alice', 1));
+    a.connection.send({ t: 'hb' });
     a.connection.markClosed();
     await nextTick();
     expect(a.frames).toEqual([]);
+  });
+
+  it('delivery - a socket\'s answers and pushes of one tick leave in one write: the frames in order, then one push frame', async () => {
+    const outbox = new Outbox();
+    const a = recordingConnection('a', outbox);
+    const change = status('alice', 7);
+    const later = status('bob', 2);
+    outbox.push(a.connection, change);
+    a.connection.send({ t: 'res', id: 1, ok: true, result: {} });
+    outbox.push(a.connection, later);
+    a.connection.send({ t: 'hb' });
+    expect(a.frames).toEqual([]);
+    await nextTick();
+    expect(a.frames).toHaveLength(1);
+    expect(payloadsOf(a.frames[0]!)).toEqual([{ t: 'res', id: 1, ok: true, result: {} }, { t: 'hb' }, { t: 'push', list: [change, later] }]);
+  });
+
+  it('delivery - a socket closed by the server gets its queued frames before the close frame, and no queued push', async () => {
+    const outbox = new Outbox();
+    const a = recordingConnection('a', outbox);
+    outbox.push(a.connection, status('alice', 1));
+    a.connection.send({ t: 'kicked', error: { code: 6206, desc: 'kicked' } });
+    a.connection.closeWith(4001, 'kicked');
+    expect(a.closes).toEqual([4001]);
+    expect(a.frames.map((frame) => frame[0])).toEqual([0x82, 0x88]);
+    expect(payloadsOf(a.frames[0]!)).toEqual([{ t: 'kicked', error: { code: 6206, desc: 'kicked' } }]);
+    await nextTick();
+    expect(a.frames).toHaveLength(2);
   });
 
   it('delivery - a gateway message too large for one publish is split into parts that keep every connection\'s order, kicks last', () => {
