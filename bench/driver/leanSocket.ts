@@ -1,15 +1,60 @@
 /**
- * A lean device: one `ws` socket speaking the frame protocol of docs/protocol.md directly
- * (msgpack plain maps, `{ t: 'req', id, op, args }` → `{ t: 'res', id, ... }`, `{ t: 'push', list }`),
- * without the SDK's reconnects, listeners and version tracking, so that one driver process can hold
- * many thousands of them.
+ * A lean device: one TCP socket speaking RFC 6455 and the frame protocol of docs/protocol.md
+ * directly (msgpack plain maps, `{ t: 'req', id, op, args }` → `{ t: 'res', id, ... }`,
+ * `{ t: 'push', list }`), without the SDK's reconnects, listeners and version tracking, and
+ * without a WebSocket library's per-socket machinery (an HTTP client request per handshake, a
+ * receiver and a sender per socket), so that one driver process can hold many thousands of
+ * them and leaves the cores to the server it measures.
  */
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
 import { Packr } from 'msgpackr';
-import WebSocket from 'ws';
 import type { UserStatus } from '../../src/actors/types.js';
 import type { WireError } from '../../src/protocol.js';
 
 const packr = new Packr({ useRecords: false });
+
+/** One handshake key for every socket: the server only proves it read it, by hashing it. */
+const KEY = randomBytes(16).toString('base64');
+const ACCEPT = createHash('sha1').update(`${KEY}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+
+const OP_BINARY = 0x2;
+const OP_CLOSE = 0x8;
+const OP_PING = 0x9;
+const OP_PONG = 0xa;
+/** No status code in a close frame, or no close frame at all (RFC 6455, 7.1.5). */
+const CLOSED_WITHOUT_CODE = 1005;
+const CLOSED_ABNORMALLY = 1006;
+
+/** Client frames must be masked; masks come from a pool refilled with random bytes. */
+const masks = Buffer.alloc(4096);
+let maskAt = masks.length;
+function nextMask(): Buffer {
+  if (maskAt === masks.length) {
+    randomFillSync(masks);
+    maskAt = 0;
+  }
+  maskAt += 4;
+  return masks.subarray(maskAt - 4, maskAt);
+}
+
+/** A masked client frame of `opcode` carrying `payload` (under 64 KiB: the driver's frames are small). */
+function clientFrame(opcode: number, payload: Uint8Array): Buffer {
+  if (payload.length >= 65_536) throw new Error(`a ${payload.length}-byte frame is more than the driver sends`);
+  const head = payload.length < 126 ? 2 : 4;
+  const frame = Buffer.allocUnsafe(head + 4 + payload.length);
+  frame[0] = 0x80 | opcode;
+  if (head === 2) frame[1] = 0x80 | payload.length;
+  else {
+    frame[1] = 0x80 | 126;
+    frame.writeUInt16BE(payload.length, 2);
+  }
+  const mask = nextMask();
+  mask.copy(frame, head);
+  const at = head + 4;
+  for (let i = 0; i < payload.length; i++) frame[at + i] = payload[i]! ^ mask[i & 3]!;
+  return frame;
+}
 
 export interface Answer {
   ok: boolean;
@@ -31,7 +76,11 @@ export interface SocketEvents {
 export const closedAnswer = (desc: string): Answer => ({ ok: false, error: { code: 6012, desc } });
 
 export class LeanSocket {
-  private ws: WebSocket | undefined;
+  private socket: Socket | undefined;
+  /** Bytes read and not yet a whole frame (or, before the upgrade, a whole response head). */
+  private input: Buffer = Buffer.alloc(0);
+  private upgraded = false;
+  private closeCode = CLOSED_ABNORMALLY;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   open = false;
@@ -41,40 +90,58 @@ export class LeanSocket {
   constructor(readonly index: number, readonly userID: string, private readonly events: SocketEvents) {}
 
   connect(url: string, timeoutMs = 30_000): Promise<void> {
+    const { hostname, port, pathname, search } = new URL(url);
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false });
-      this.ws = ws;
-      ws.binaryType = 'nodebuffer';
+      const socket = connect({ host: hostname, port: Number(port), noDelay: true });
+      this.socket = socket;
       const timer = setTimeout(() => {
         reject(new Error(`connect to ${url} timed out`));
-        ws.terminate();
+        socket.destroy();
       }, timeoutMs);
-      ws.once('open', () => {
-        clearTimeout(timer);
-        this.open = true;
-        resolve();
+      socket.once('connect', () => {
+        socket.write(
+          `GET ${pathname}${search} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        );
       });
-      ws.on('message', (data: Buffer) => this.onMessage(data));
-      ws.once('close', (code: number) => {
+      socket.on('data', (chunk: Buffer) => {
+        this.input = this.input.length ? Buffer.concat([this.input, chunk]) : chunk;
+        if (!this.upgraded) {
+          const end = this.input.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const head = this.input.subarray(0, end).toString('latin1');
+          this.input = this.input.subarray(end + 4);
+          if (!head.startsWith('HTTP/1.1 101') || !head.includes(ACCEPT)) {
+            socket.destroy();
+            return;
+          }
+          clearTimeout(timer);
+          this.upgraded = true;
+          this.open = true;
+          resolve();
+        }
+        this.readFrames();
+      });
+      socket.on('error', () => {
+        // A close follows.
+      });
+      socket.once('close', () => {
         clearTimeout(timer);
         const wasOpen = this.open;
         this.open = false;
         this.failPending('socket closed');
-        if (wasOpen) this.events.onClose(this, code);
-        else reject(new Error(`connect to ${url} failed (close ${code})`));
-      });
-      ws.on('error', () => {
-        // A close follows.
+        if (wasOpen) this.events.onClose(this, this.closeCode);
+        else if (!this.upgraded) reject(new Error(`connect to ${url} failed (close ${this.closeCode})`));
       });
     });
   }
 
   request(op: string, args: unknown): Promise<Answer> {
-    if (!this.open || !this.ws) return Promise.resolve(closedAnswer('socket not open'));
+    if (!this.open || !this.socket) return Promise.resolve(closedAnswer('socket not open'));
     const id = this.nextId++;
     return new Promise<Answer>((resolve) => {
       this.pending.set(id, { resolve, sentAt: Date.now() });
-      this.ws!.send(packr.pack({ t: 'req', id, op, args }));
+      this.socket!.write(clientFrame(OP_BINARY, packr.pack({ t: 'req', id, op, args })));
     });
   }
 
@@ -93,15 +160,48 @@ export class LeanSocket {
 
   /** Destroys the TCP connection without a close handshake: a drop. */
   terminate(): void {
-    this.ws?.terminate();
+    this.socket?.destroy();
   }
 
+  /** Starts the close handshake; the server answers with its close frame and ends the connection. */
   close(): void {
-    try {
-      this.ws?.close(1000);
-    } catch {
-      this.ws?.terminate();
+    if (!this.socket || this.socket.destroyed) return;
+    if (!this.upgraded) {
+      this.socket.destroy();
+      return;
     }
+    const code = Buffer.alloc(2);
+    code.writeUInt16BE(1000);
+    this.socket.write(clientFrame(OP_CLOSE, code));
+  }
+
+  /** Takes every whole frame off the input; the server sends each message as one unmasked frame. */
+  private readFrames(): void {
+    let input = this.input;
+    while (input.length >= 2) {
+      const opcode = input[0]! & 0x0f;
+      let length = input[1]! & 0x7f;
+      let at = 2;
+      if (length === 126) {
+        if (input.length < 4) break;
+        length = input.readUInt16BE(2);
+        at = 4;
+      } else if (length === 127) {
+        if (input.length < 10) break;
+        length = Number(input.readBigUInt64BE(2));
+        at = 10;
+      }
+      if (input.length < at + length) break;
+      const payload = input.subarray(at, at + length);
+      input = input.subarray(at + length);
+      if (opcode === OP_BINARY) this.onMessage(payload);
+      else if (opcode === OP_PING) this.socket!.write(clientFrame(OP_PONG, payload));
+      else if (opcode === OP_CLOSE) {
+        this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : CLOSED_WITHOUT_CODE;
+        this.socket!.end(clientFrame(OP_CLOSE, payload.subarray(0, 2)));
+      }
+    }
+    this.input = input;
   }
 
   private onMessage(data: Buffer): void {
