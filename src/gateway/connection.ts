@@ -39,7 +39,9 @@ export class Connection {
   /**
    * `sink` is the socket `ws` took over at the upgrade. Frames are written to it directly,
    * framed by `wireFrame`, when the outbox's tick ends; `ws` writes its own frames (close)
-   * at once, since permessage-deflate is off, so a close first writes what is queued.
+   * at once, since permessage-deflate is off. So every close writes what is queued first:
+   * the server's own (`closeWith`) and those `ws` starts itself, answering a device's close
+   * frame or refusing a bad frame, which call the socket's `close` too.
    */
   constructor(
     readonly connId: string,
@@ -47,7 +49,13 @@ export class Connection {
     private readonly sink: FrameSink,
     private readonly outbox: Outbox,
     private readonly onHeartbeatTimeout: (connection: Connection) => void,
-  ) {}
+  ) {
+    const close = socket.close.bind(socket);
+    socket.close = (code?: number, reason?: string | Buffer) => {
+      outbox.writeFramesNow(this);
+      close(code, reason);
+    };
+  }
 
   /** Queues a frame for the end of the tick, behind the frames sent before it. */
   send(frame: ServerFrame): void {
@@ -72,7 +80,6 @@ export class Connection {
   }
 
   closeWith(code: number, reason: string): void {
-    this.outbox.writeFramesNow(this);
     this.closedByServer = true;
     clearTimeout(this.heartbeatTimer);
     this.socket.close(code, reason);

@@ -1,5 +1,8 @@
-import { unpack } from 'msgpackr';
-import { WebSocket } from 'ws';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { pack, unpack } from 'msgpackr';
+import { WebSocket, WebSocketServer } from 'ws';
 import { describe, expect, it } from 'vitest';
 import type { UserStatus } from '../../src/actors/types.js';
 import { decode, encode, encodeBounded } from '../../src/cluster/codec.js';
@@ -158,6 +161,34 @@ describe('delivery', () => {
     expect(payloadsOf(a.frames[0]!)).toEqual([{ t: 'kicked', error: { code: 6206, desc: 'kicked' } }]);
     await nextTick();
     expect(a.frames).toHaveLength(2);
+  });
+
+  it('delivery - a close the device starts still gets the frames queued in that tick first', async () => {
+    const outbox = new Outbox();
+    const wss = new WebSocketServer({ noServer: true });
+    const server = createServer();
+    server.on('upgrade', (request, socket, head) =>
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        const connection = new Connection('c1', ws, socket, outbox, () => undefined);
+        ws.on('message', () => connection.send({ t: 'hb' }));
+      }),
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const received: unknown[] = [];
+    client.on('message', (data: Buffer) => received.push(unpack(data)));
+    await once(client, 'open');
+    // The heartbeat and the close frame reach the server in one read: ws answers the close at once.
+    const socket = (client as unknown as { _socket: Socket })._socket;
+    socket.cork();
+    client.send(pack({ t: 'hb' }));
+    client.close(1000);
+    socket.uncork();
+    const [code] = (await once(client, 'close')) as [number];
+    server.close();
+    expect(code).toBe(1000);
+    expect(received).toEqual([{ t: 'hb' }]);
   });
 
   it('delivery - a gateway message too large for one publish is split into parts that keep every connection\'s order, kicks last', () => {
