@@ -80,6 +80,8 @@ export class LeanSocket {
   /** Bytes read and not yet a whole frame (or, before the upgrade, a whole response head). */
   private input: Buffer = Buffer.alloc(0);
   private upgraded = false;
+  /** This side's close frame went out: nothing may follow it, not even an echo of the server's. */
+  private closeSent = false;
   private closeCode = CLOSED_ABNORMALLY;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
@@ -170,15 +172,25 @@ export class LeanSocket {
       this.socket.destroy();
       return;
     }
+    if (this.closeSent) return;
     const code = Buffer.alloc(2);
     code.writeUInt16BE(1000);
+    this.closeSent = true;
+    this.open = false;
     this.socket.write(clientFrame(OP_CLOSE, code));
   }
 
-  /** Takes every whole frame off the input; the server sends each message as one unmasked frame. */
+  /**
+   * Takes every whole frame off the input. The server sends each message as one unmasked
+   * frame: a masked or fragmented one is a protocol error, and the socket is dropped.
+   */
   private readFrames(): void {
     let input = this.input;
     while (input.length >= 2) {
+      if ((input[0]! & 0x80) === 0 || (input[1]! & 0x80) !== 0) {
+        this.socket!.destroy();
+        return;
+      }
       const opcode = input[0]! & 0x0f;
       let length = input[1]! & 0x7f;
       let at = 2;
@@ -198,10 +210,13 @@ export class LeanSocket {
       else if (opcode === OP_PING) this.socket!.write(clientFrame(OP_PONG, payload));
       else if (opcode === OP_CLOSE) {
         this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : CLOSED_WITHOUT_CODE;
-        this.socket!.end(clientFrame(OP_CLOSE, payload.subarray(0, 2)));
+        if (this.closeSent) this.socket!.end();
+        else this.socket!.end(clientFrame(OP_CLOSE, payload.subarray(0, 2)));
+        this.closeSent = true;
       }
     }
-    this.input = input;
+    // A partial frame is copied out, so the socket's read chunk it came in is not kept alive.
+    this.input = input.length ? Buffer.from(input) : input;
   }
 
   private onMessage(data: Buffer): void {
