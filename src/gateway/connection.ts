@@ -1,6 +1,7 @@
 import { Packr } from 'msgpackr';
 import { WebSocket } from 'ws';
 import type { ServerFrame, WireError } from '../protocol.js';
+import type { DeviceSocket, QueuedFrames } from './deviceSocket.js';
 import type { Outbox } from './outbox.js';
 import { binaryFrame } from './wsFrame.js';
 
@@ -24,7 +25,7 @@ export interface LoginState {
 }
 
 /** One device socket: what it is logged in as, and its heartbeat timer. */
-export class Connection {
+export class Connection implements QueuedFrames {
   login: LoginState | undefined;
   closed = false;
   /** Set when the server closed the socket on purpose (kick, shutdown): no DISCONNECT follows. */
@@ -40,21 +41,16 @@ export class Connection {
    * `sink` is the socket `ws` took over at the upgrade. Frames are written to it directly,
    * framed by `wireFrame`, when the outbox's tick ends; `ws` writes its own frames (close)
    * at once, since permessage-deflate is off. So every close writes what is queued first:
-   * the server's own (`closeWith`) and those `ws` starts itself, answering a device's close
-   * frame or refusing a bad frame, which call the socket's `close` too.
+   * the server's own (`closeWith`) and, through `DeviceSocket`, those `ws` starts itself.
    */
   constructor(
     readonly connId: string,
-    private readonly socket: WebSocket,
+    private readonly socket: DeviceSocket,
     private readonly sink: FrameSink,
     private readonly outbox: Outbox,
     private readonly onHeartbeatTimeout: (connection: Connection) => void,
   ) {
-    const close = socket.close.bind(socket);
-    socket.close = (code?: number, reason?: string | Buffer) => {
-      outbox.writeFramesNow(this);
-      close(code, reason);
-    };
+    socket.queued = this;
   }
 
   /** Queues a frame for the end of the tick, behind the frames sent before it. */
@@ -77,6 +73,10 @@ export class Connection {
     clearTimeout(this.heartbeatTimer);
     this.heartbeatTimer = setTimeout(() => this.onHeartbeatTimeout(this), timeoutMs);
     this.heartbeatTimer.unref();
+  }
+
+  writeQueuedFrames(): void {
+    this.outbox.writeFramesNow(this);
   }
 
   closeWith(code: number, reason: string): void {

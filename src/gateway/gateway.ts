@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { unpack } from 'msgpackr';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { WebSocketServer, type RawData } from 'ws';
 import { verifyUserSig, UserSigError } from '../auth/index.js';
 import { decode } from '../cluster/codec.js';
 import type { GatewayDelivery, ShardCommand, ShardReply } from '../cluster/commands.js';
@@ -18,6 +18,7 @@ import type { Logger } from '../log.js';
 import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 import { CloseCode, MAX_FRAME_BYTES, OPERATIONS, type ClientFrame, type LoginResult } from '../protocol.js';
 import { Connection } from './connection.js';
+import { DeviceSocket } from './deviceSocket.js';
 import { Outbox } from './outbox.js';
 import { FrameError, listArg, parseFrame, validateCustomStatus, validateLogin, validateUserIDList } from './validate.js';
 
@@ -58,7 +59,8 @@ export interface GatewayDeps {
  * forwards calls to the user's shard, and delivers pushes and kicks to sockets.
  */
 export class Gateway {
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: HARD_FRAME_LIMIT });
+  /** Without client tracking: `connections` is the one list of sockets, with no Set and listener per socket in `ws`. */
+  private readonly wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: HARD_FRAME_LIMIT, WebSocket: DeviceSocket });
   private readonly connections = new Map<string, Connection>();
   private readonly outbox = new Outbox();
   private delivery: Subscription | undefined;
@@ -100,8 +102,10 @@ export class Gateway {
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
 
-  private accept(ws: WebSocket, socket: Duplex): void {
-    const connection = new Connection(randomUUID(), ws, socket, this.outbox, (c) => this.onHeartbeatTimeout(c));
+  private readonly heartbeatTimedOut = (connection: Connection) => this.onHeartbeatTimeout(connection);
+
+  private accept(ws: DeviceSocket, socket: Duplex): void {
+    const connection = new Connection(randomUUID(), ws, socket, this.outbox, this.heartbeatTimedOut);
     this.connections.set(connection.connId, connection);
     connection.touch(LOGIN_GRACE_MS);
     ws.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary));

@@ -11,6 +11,7 @@ import { DeliveryBatcher, halvesOf } from '../../src/cluster/delivery.js';
 import { subjects } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
 import { Connection, encodeForWire, wireFrame } from '../../src/gateway/connection.js';
+import { DeviceSocket } from '../../src/gateway/deviceSocket.js';
 import { Outbox, pushFrame } from '../../src/gateway/outbox.js';
 
 const status = (userID: string, version: number): UserStatus =>
@@ -18,18 +19,37 @@ const status = (userID: string, version: number): UserStatus =>
 
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** A connection whose socket records the bytes written to it, and the frames `ws` was asked to close with. */
+/** A connection whose socket records the bytes written to it. */
 function recordingConnection(connId: string, outbox: Outbox) {
   const frames: Uint8Array[] = [];
-  const closes: number[] = [];
-  const socket = { readyState: WebSocket.OPEN as number, close: (code: number) => undefined as unknown };
-  socket.close = (code: number) => {
-    closes.push(code);
-    frames.push(Buffer.from([0x88]));
-    socket.readyState = WebSocket.CLOSING;
-  };
-  const connection = new Connection(connId, socket as unknown as WebSocket, { write: (bytes: Uint8Array) => frames.push(bytes) }, outbox, () => undefined);
-  return { connection, frames, closes };
+  const socket = { readyState: WebSocket.OPEN, queued: undefined };
+  const connection = new Connection(connId, socket as unknown as DeviceSocket, { write: (bytes: Uint8Array) => frames.push(bytes) }, outbox, () => undefined);
+  return { connection, frames };
+}
+
+/**
+ * A device connected over a real socket to a server whose sockets are the gateway's
+ * `DeviceSocket`s, its `Connection` on `outbox`; `onMessage` runs for each frame it sends.
+ */
+async function deviceSocketPair(outbox: Outbox, onMessage: (connection: Connection) => void = () => undefined) {
+  const wss = new WebSocketServer({ noServer: true, clientTracking: false, WebSocket: DeviceSocket });
+  const server = createServer();
+  const accepted = new Promise<Connection>((resolve) =>
+    server.on('upgrade', (request, socket, head) =>
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        const connection = new Connection('c1', ws, socket, outbox, () => undefined);
+        ws.on('message', () => onMessage(connection));
+        resolve(connection);
+      }),
+    ),
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  const received: unknown[] = [];
+  client.on('message', (data: Buffer) => received.push(unpack(data)));
+  const [connection] = await Promise.all([accepted, once(client, 'open')]);
+  return { connection, client, received, server };
 }
 
 /** The msgpack payloads of the binary WebSocket frames (each under 64 KiB) in one write. */
@@ -152,33 +172,19 @@ describe('delivery', () => {
 
   it('delivery - a socket closed by the server gets its queued frames before the close frame, and no queued push', async () => {
     const outbox = new Outbox();
-    const a = recordingConnection('a', outbox);
-    outbox.push(a.connection, status('alice', 1));
-    a.connection.send({ t: 'kicked', error: { code: 6206, desc: 'kicked' } });
-    a.connection.closeWith(4001, 'kicked');
-    expect(a.closes).toEqual([4001]);
-    expect(a.frames.map((frame) => frame[0])).toEqual([0x82, 0x88]);
-    expect(payloadsOf(a.frames[0]!)).toEqual([{ t: 'kicked', error: { code: 6206, desc: 'kicked' } }]);
-    await nextTick();
-    expect(a.frames).toHaveLength(2);
+    const { connection, client, received, server } = await deviceSocketPair(outbox);
+    outbox.push(connection, status('alice', 1));
+    connection.send({ t: 'kicked', error: { code: 6206, desc: 'kicked' } });
+    connection.closeWith(4001, 'kicked');
+    const [code] = (await once(client, 'close')) as [number];
+    server.close();
+    expect(code).toBe(4001);
+    expect(received).toEqual([{ t: 'kicked', error: { code: 6206, desc: 'kicked' } }]);
   });
 
   it('delivery - a close the device starts still gets the frames queued in that tick first', async () => {
     const outbox = new Outbox();
-    const wss = new WebSocketServer({ noServer: true });
-    const server = createServer();
-    server.on('upgrade', (request, socket, head) =>
-      wss.handleUpgrade(request, socket, head, (ws) => {
-        const connection = new Connection('c1', ws, socket, outbox, () => undefined);
-        ws.on('message', () => connection.send({ t: 'hb' }));
-      }),
-    );
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
-    const received: unknown[] = [];
-    client.on('message', (data: Buffer) => received.push(unpack(data)));
-    await once(client, 'open');
+    const { client, received, server } = await deviceSocketPair(outbox, (connection) => connection.send({ t: 'hb' }));
     // The heartbeat and the close frame reach the server in one read: ws answers the close at once.
     const socket = (client as unknown as { _socket: Socket })._socket;
     socket.cork();
