@@ -1,8 +1,12 @@
 import { Packr } from 'msgpackr';
 
-// Plain maps, not records: every message stands alone, so nodes of different
-// versions and restarted processes decode each other without shared structures.
-const packr = new Packr({ useRecords: false, moreTypes: false });
+// Records, with no shared structures: each message defines the shapes it uses inline, so
+// every message still stands alone (nodes of different versions and restarted processes decode
+// each other, as a maps-only reader decodes records too), while a list of same-shaped objects
+// (a tick's statuses, a gateway's pushes) names its keys once, not once per object. Maps still
+// decode as objects (msgpackr's default with records is a `Map`): values stored as maps by an
+// earlier version are read as they were written.
+const packr = new Packr({ useRecords: true, mapsAsObjects: true, moreTypes: false });
 
 export const encode = (value: unknown): Uint8Array => packr.pack(value);
 export const decode = <T>(data: Uint8Array): T => packr.unpack(data) as T;

@@ -1,0 +1,42 @@
+import { Packr, Unpackr } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { decode, decodeFirst, encode, encodeSequence } from '../../src/cluster/codec.js';
+
+const statuses = (count: number) =>
+  Array.from({ length: count }, (_, i) => ({ userID: `user${i}`, statusType: 1, customStatus: `s${i}`, version: i, lastSeenAt: 0 }));
+
+describe('codec', () => {
+  it('codec - every message stands alone: a fresh reader decodes it, whatever was encoded before it', () => {
+    const first = { statuses: statuses(3), app: 1 };
+    const second = { app: 2, statuses: statuses(2), pushes: [['c1', [0, 1]]] };
+    encode(first);
+    const bytes = Buffer.from(encode(second));
+    expect(new Unpackr({ useRecords: true }).unpack(bytes)).toEqual(second);
+    expect(decode(bytes)).toEqual(second);
+  });
+
+  it('codec - a reader of plain maps (a node of an earlier version) decodes what is encoded now', () => {
+    const message = { statuses: statuses(5), kicks: [['c7', 6206]] };
+    expect(new Packr({ useRecords: false, moreTypes: false }).unpack(Buffer.from(encode(message)))).toEqual(message);
+  });
+
+  it('codec - values encoded as plain maps (stored by an earlier version) still decode', () => {
+    const stored = { status: { userID: 'alice', statusType: 1 }, snapshot: { value: 'online', context: { devices: {} } } };
+    expect(decode(new Packr({ useRecords: false }).pack(stored))).toEqual(stored);
+  });
+
+  it('codec - a list of same-shaped objects names its keys once, not once per object', () => {
+    const list = statuses(300);
+    const asMaps = new Packr({ useRecords: false, moreTypes: false }).pack(list);
+    const keysPerObject = 'userIDstatusTypecustomStatusversionlastSeenAt'.length;
+    expect(encode(list).length).toBeLessThan(asMaps.length - 299 * keysPerObject);
+    expect(decode(encode(list))).toEqual(list);
+  });
+
+  it('codec - a message of many shapes, and one read first from a sequence, decode whole', () => {
+    const shapes = Array.from({ length: 300 }, (_, i) => ({ [`k${i}`]: i, common: i }));
+    expect(decode(encode(shapes))).toEqual(shapes);
+    const sequence = encodeSequence({ userID: 'alice', version: 3 }, { context: { subscriptions: statuses(2) } });
+    expect(decodeFirst(sequence)).toEqual({ userID: 'alice', version: 3 });
+  });
+});
