@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 import { WebSocket } from 'ws';
 import type { ServerFrame, WireError } from '../protocol.js';
-import type { DeviceSocket, QueuedFrames } from './deviceSocket.js';
+import type { DeviceSocket } from './deviceSocket.js';
 import type { Outbox } from './outbox.js';
 import { binaryFrame } from './wsFrame.js';
 
@@ -12,6 +12,9 @@ export const encodeForWire = (value: unknown): Uint8Array => packr.pack(value);
 
 /** A server frame as the bytes a socket is sent: msgpack in a binary WebSocket frame. */
 export const wireFrame = (frame: ServerFrame): Buffer => binaryFrame([encodeForWire(frame)]);
+
+/** The queue of a socket with no call yet: one settled promise serves them all. */
+const SETTLED: Promise<unknown> = Promise.resolve();
 
 /** Where a connection's frames are written: the socket under its WebSocket. */
 export interface FrameSink {
@@ -25,14 +28,14 @@ export interface LoginState {
 }
 
 /** One device socket: what it is logged in as, and its heartbeat timer. */
-export class Connection implements QueuedFrames {
+export class Connection {
   login: LoginState | undefined;
   closed = false;
   /** Set when the server closed the socket on purpose (kick, shutdown): no DISCONNECT follows. */
   closedByServer = false;
   lastHeartbeatForwardedAt = 0;
   /** Requests of one socket run one after another, so a device sees its calls applied in order. */
-  queue: Promise<unknown> = Promise.resolve();
+  queue: Promise<unknown> = SETTLED;
   /** Calls queued or running on this socket. */
   callsInFlight = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -50,7 +53,7 @@ export class Connection implements QueuedFrames {
     private readonly outbox: Outbox,
     private readonly onHeartbeatTimeout: (connection: Connection) => void,
   ) {
-    socket.queued = this;
+    socket.connection = this;
   }
 
   /** Queues a frame for the end of the tick, behind the frames sent before it. */
@@ -71,7 +74,7 @@ export class Connection implements QueuedFrames {
   /** (Re)starts the timer after which a silent device counts as dropped. */
   touch(timeoutMs: number): void {
     clearTimeout(this.heartbeatTimer);
-    this.heartbeatTimer = setTimeout(() => this.onHeartbeatTimeout(this), timeoutMs);
+    this.heartbeatTimer = setTimeout(this.onHeartbeatTimeout, timeoutMs, this);
     this.heartbeatTimer.unref();
   }
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { unpack } from 'msgpackr';
-import { WebSocketServer, type RawData } from 'ws';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { verifyUserSig, UserSigError } from '../auth/index.js';
 import { decode } from '../cluster/codec.js';
 import type { GatewayDelivery, ShardCommand, ShardReply } from '../cluster/commands.js';
@@ -54,6 +54,9 @@ export interface GatewayDeps {
   metrics?: NodeMetrics;
 }
 
+/** The connection of a socket the gateway accepted (every socket of its server is a `DeviceSocket`). */
+const connectionOf = (socket: WebSocket): Connection => (socket as DeviceSocket).connection!;
+
 /**
  * The WebSocket endpoint for devices: decodes and validates frames, checks UserSigs,
  * forwards calls to the user's shard, and delivers pushes and kicks to sockets.
@@ -104,13 +107,26 @@ export class Gateway {
 
   private readonly heartbeatTimedOut = (connection: Connection) => this.onHeartbeatTimeout(connection);
 
+  /** One listener of each kind for every socket, not a closure per socket: `ws` calls them with the socket as `this`. */
+  private readonly socketListeners = ((gateway: Gateway) => ({
+    message(this: WebSocket, data: RawData, isBinary: boolean) {
+      gateway.onMessage(connectionOf(this), data, isBinary);
+    },
+    close(this: WebSocket) {
+      gateway.onClose(connectionOf(this));
+    },
+    error(this: WebSocket, error: Error) {
+      gateway.deps.log.debug({ err: error, conn: connectionOf(this).connId }, 'socket error');
+    },
+  }))(this);
+
   private accept(ws: DeviceSocket, socket: Duplex): void {
     const connection = new Connection(randomUUID(), ws, socket, this.outbox, this.heartbeatTimedOut);
     this.connections.set(connection.connId, connection);
     connection.touch(LOGIN_GRACE_MS);
-    ws.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary));
-    ws.on('close', () => this.onClose(connection));
-    ws.on('error', (error) => this.deps.log.debug({ err: error, conn: connection.connId }, 'socket error'));
+    ws.on('message', this.socketListeners.message);
+    ws.on('close', this.socketListeners.close);
+    ws.on('error', this.socketListeners.error);
   }
 
   private onMessage(connection: Connection, data: RawData, isBinary: boolean): void {
