@@ -1,26 +1,30 @@
-import { Packr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
 
-// Records, with no shared structures: each message defines the shapes it uses inline, so
-// every message still stands alone (nodes of different versions and restarted processes decode
-// each other, as a maps-only reader decodes records too), while a list of same-shaped objects
-// (a tick's statuses, a gateway's pushes) names its keys once, not once per object. Maps still
-// decode as objects (msgpackr's default with records is a `Map`): values stored as maps by an
-// earlier version are read as they were written.
-const packr = new Packr({ useRecords: true, mapsAsObjects: true, moreTypes: false });
+// Written as records, with no shared structures: each message defines the shapes it uses inline,
+// so every message still stands alone (nodes of different versions and restarted processes decode
+// each other, as a maps-only reader decodes records too), while a list of same-shaped objects (a
+// tick's statuses, a gateway's pushes) names its keys once, not once per object.
+const packr = new Packr({ useRecords: true, moreTypes: false });
+
+// Read by a reader that keeps no record definitions from one value to the next. A records
+// reader reads plain msgpack's integers 64-127 (bytes 0x40-0x7f) as ids of the records it
+// decoded last, and in a sequence it does not clear them first: values stored as plain maps
+// by an earlier version would then misread. Maps decode as objects, as they were written.
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
 export const encode = (value: unknown): Uint8Array => packr.pack(value);
-export const decode = <T>(data: Uint8Array): T => packr.unpack(data) as T;
+export const decode = <T>(data: Uint8Array): T => unpackr.unpack(data) as T;
 
 /** Encodes values back to back in one buffer, so that a reader may decode the first alone. */
 export const encodeSequence = (...values: unknown[]): Uint8Array => Buffer.concat(values.map((value) => packr.pack(value)));
 
 /** Every value of a buffer written by `encodeSequence` (one, for a buffer written by `encode`). */
-export const decodeSequence = (data: Uint8Array): unknown[] => packr.unpackMultiple(data) as unknown[];
+export const decodeSequence = (data: Uint8Array): unknown[] => unpackr.unpackMultiple(data) as unknown[];
 
 /** The first value of such a buffer, without decoding the rest. */
 export function decodeFirst<T>(data: Uint8Array): T {
   let first: unknown;
-  packr.unpackMultiple(data, (value: unknown) => {
+  unpackr.unpackMultiple(data, (value: unknown) => {
     first = value;
     return false;
   });

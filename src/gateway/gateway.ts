@@ -69,6 +69,8 @@ export class Gateway {
   private delivery: Subscription | undefined;
   private localDelivery: Subscription | undefined;
   private draining = false;
+  /** Set while `close` waits for the last socket to close. */
+  private allClosed: (() => void) | undefined;
 
   constructor(private readonly deps: GatewayDeps) {}
 
@@ -102,6 +104,9 @@ export class Gateway {
     this.localDelivery?.unsubscribe();
     await Promise.all([...this.connections.values()].map((connection) => connection.queue));
     for (const connection of this.connections.values()) connection.closeWith(CloseCode.GOING_AWAY, 'node shutting down');
+    // `ws` tracks no clients here, so the gateway waits for its sockets itself: each is gone
+    // when its close handshake ends, or when `ws` gives up on it and destroys it (30 s).
+    if (this.connections.size) await new Promise<void>((resolve) => (this.allClosed = resolve));
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
 
@@ -340,6 +345,7 @@ export class Gateway {
   private onClose(connection: Connection): void {
     connection.markClosed();
     this.connections.delete(connection.connId);
+    if (!this.connections.size) this.allClosed?.();
     const login = connection.login;
     if (!login || connection.closedByServer) return;
     void this.disconnect({ app: login.sdkAppID, user: login.userID, deviceId: login.deviceId, connId: connection.connId });

@@ -1,6 +1,6 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { decode, decodeFirst, encode, encodeSequence } from '../../src/cluster/codec.js';
+import { decode, decodeFirst, decodeSequence, encode, encodeSequence } from '../../src/cluster/codec.js';
 
 const statuses = (count: number) =>
   Array.from({ length: count }, (_, i) => ({ userID: `user${i}`, statusType: 1, customStatus: `s${i}`, version: i, lastSeenAt: 0 }));
@@ -23,6 +23,20 @@ describe('codec', () => {
   it('codec - values encoded as plain maps (stored by an earlier version) still decode', () => {
     const stored = { status: { userID: 'alice', statusType: 1 }, snapshot: { value: 'online', context: { devices: {} } } };
     expect(decode(new Packr({ useRecords: false }).pack(stored))).toEqual(stored);
+  });
+
+  it('codec - values stored as plain maps read alike in a sequence after any record was decoded, small integers included', () => {
+    const maps = new Packr({ useRecords: false, moreTypes: false });
+    // Plain msgpack writes 64-127 as the bytes a record reader takes for record ids 0x40-0x7f.
+    const status = { userID: 'alice', statusType: 1, customStatus: '', version: 64, lastSeenAt: 0 };
+    const record = { snapshot: { value: 'online', context: { version: 127, rateWindows: { q: [100, 101] } } }, outbox: [] };
+    const stored = Buffer.concat([maps.pack(status), maps.pack(record)]);
+    for (let version = 0; version < 3; version++) {
+      // Each message decoded in between defines records of its own (nested shapes too).
+      decode(encode({ app: 1, statuses: statuses(70 + version), pushes: [['c1', [{ at: version }]]] }));
+      expect(decodeFirst(stored)).toEqual(status);
+      expect(decodeSequence(stored)).toEqual([status, record]);
+    }
   });
 
   it('codec - a list of same-shaped objects names its keys once, not once per object', () => {

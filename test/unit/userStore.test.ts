@@ -1,3 +1,4 @@
+import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import { DEFAULT_LIMITS, UserActor, UserStatusType, type AppPolicy } from '../../src/actors/index.js';
@@ -7,6 +8,9 @@ import { userKey } from '../../src/cluster/subjects.js';
 import { MemoryKvBucket } from '../../src/cluster/transport/memoryKv.js';
 
 const APP = 1400000001;
+
+/** How values were written before records: plain msgpack maps. */
+const earlier = new Packr({ useRecords: false, moreTypes: false });
 
 const policy: AppPolicy = { edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify: false, limits: DEFAULT_LIMITS };
 const device = { deviceId: 'web', connId: 'c1', policy };
@@ -79,7 +83,7 @@ describe('user store', () => {
     const actor = new UserActor({ sdkAppID: APP, userID: 'alice', clock });
     actor.step({ type: 'LOGIN', requestId: 'r1', gatewayId: 'gw', platform: 'web', ...device });
     const outbox = [{ id: 'e1' }] as never[];
-    await bucket.create(userKey(APP, 'alice'), encode({ snapshot: actor.persistedSnapshot(), outbox }));
+    await bucket.create(userKey(APP, 'alice'), earlier.pack({ snapshot: actor.persistedSnapshot(), outbox }));
     const store = new UserStore(bucket);
     expect(await store.status(APP, 'alice')).toEqual(actor.status);
     const loaded = await store.load(APP, 'alice');
@@ -92,7 +96,7 @@ describe('user store', () => {
     const clock = new SimulatedClock();
     const actor = new UserActor({ sdkAppID: APP, userID: 'alice', clock });
     actor.step({ type: 'LOGIN', requestId: 'r1', gatewayId: 'gw', platform: 'web', ...device });
-    await bucket.create(userKey(APP, 'alice'), encode(actor.persistedSnapshot()));
+    await bucket.create(userKey(APP, 'alice'), earlier.pack(actor.persistedSnapshot()));
     const store = new UserStore(bucket);
     expect(await store.status(APP, 'alice')).toEqual(actor.status);
     expect((await store.load(APP, 'alice'))?.outbox).toEqual([]);
