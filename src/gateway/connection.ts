@@ -44,7 +44,7 @@ export class Connection {
    * `sink` is the socket `ws` took over at the upgrade. Frames are written to it directly,
    * framed by `wireFrame`, when the outbox's tick ends; `ws` writes its own frames (close)
    * at once, since permessage-deflate is off. So every close writes what is queued first:
-   * the server's own (`closeWith`) and, through `DeviceSocket`, those `ws` starts itself.
+   * `DeviceSocket.close` does, for the server's own (`closeWith`) and those `ws` starts itself.
    */
   constructor(
     readonly connId: string,

@@ -22,7 +22,7 @@ const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** A connection whose socket records the bytes written to it. */
 function recordingConnection(connId: string, outbox: Outbox) {
   const frames: Uint8Array[] = [];
-  const socket = { readyState: WebSocket.OPEN, queued: undefined };
+  const socket = { readyState: WebSocket.OPEN };
   const connection = new Connection(connId, socket as unknown as DeviceSocket, { write: (bytes: Uint8Array) => frames.push(bytes) }, outbox, () => undefined);
   return { connection, frames };
 }
