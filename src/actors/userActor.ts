@@ -1,4 +1,4 @@
-import { createActor, type AnyActorScope, type AnyEventObject, type ExecutableActionObject, type Snapshot, type SnapshotFrom } from 'xstate';
+import { createActor, type AnyActorScope, type AnyEventObject, type ExecutableActionObject, type SnapshotFrom } from 'xstate';
 import { createPresenceMachine, type Clock, type PresenceMachine } from './machine.js';
 import { publicStatus } from './publicStatus.js';
 import { storedSubscriptions } from './subscriptions.js';
@@ -37,13 +37,28 @@ export interface ActorObserver {
   onTimerError?(actor: UserActor, error: unknown): void;
 }
 
+/**
+ * What a user actor is stored as and restored from: its state value and its context, plain
+ * data that any node can read. Not xstate's `getPersistedSnapshot`: that adds `children` and
+ * `historyValue`, always empty for this machine (it spawns nothing and has no history
+ * states), and walks the whole context on every write, each subscription included, for
+ * actor references this context never holds.
+ */
+export interface StoredSnapshot {
+  value: unknown;
+  context: PresenceContext;
+}
+
 export interface UserActorOptions {
   sdkAppID: number;
   userID: string;
   /** The time the machine reads; its timers too when it has `setTimeout` (a `SimulatedClock`). */
   clock?: Clock | TimerClock;
-  /** A snapshot from `persistedSnapshot()`, possibly taken on another node; not kept once restored. */
-  snapshot?: Snapshot<unknown>;
+  /**
+   * A snapshot from `persistedSnapshot()`, possibly taken on another node, or one that
+   * xstate's `getPersistedSnapshot` wrote (an earlier version); not kept once restored.
+   */
+  snapshot?: StoredSnapshot;
   observer?: ActorObserver;
 }
 
@@ -143,7 +158,7 @@ export class UserActor {
     this.timers = hasTimers(clock) ? clock : systemTimers;
     this.observer = options.observer ?? NO_OBSERVER;
     if (options.snapshot) {
-      const stored = options.snapshot as Snapshot<unknown> & { value: unknown; context: PresenceContext };
+      const stored = options.snapshot;
       const context = { ...stored.context, subscriptions: storedSubscriptions(stored.context.subscriptions) };
       this.snapshot = this.pure.machine.resolveState({ value: stored.value as never, context });
       this.last = publicStatus(this.context);
@@ -178,8 +193,8 @@ export class UserActor {
   }
 
   /** A JSON-safe snapshot that a `UserActor` on any node can be restored from. */
-  persistedSnapshot(): Snapshot<unknown> {
-    return this.pure.machine.getPersistedSnapshot(this.snapshot) as Snapshot<unknown>;
+  persistedSnapshot(): StoredSnapshot {
+    return { value: this.snapshot.value, context: this.snapshot.context };
   }
 
   stop(): void {

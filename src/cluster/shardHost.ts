@@ -1,4 +1,3 @@
-import type { Snapshot } from 'xstate';
 import { UserActor, type ActorObserver, type Clock, type StepResult, type TimerClock, type Transition } from '../actors/index.js';
 import type { Device, Platform, PresenceEvent, SubscriptionList, UserStatus } from '../actors/types.js';
 import { ErrorCode } from '../errors.js';
@@ -594,7 +593,7 @@ export class ShardHost {
       sdkAppID: app.sdkAppID,
       userID,
       clock: this.deps.clock,
-      ...(stored ? { snapshot: stored.snapshot as Snapshot<unknown> } : {}),
+      ...(stored ? { snapshot: stored.snapshot } : {}),
       observer: this.actorObserver,
     });
     this.residents.set(key, resident);

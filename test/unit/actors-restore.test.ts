@@ -1,11 +1,13 @@
 import { pack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { SimulatedClock, type Snapshot } from 'xstate';
+import { SimulatedClock } from 'xstate';
 import {
   DEFAULT_LIMITS,
   UserActor,
   UserStatusType,
+  createPresenceMachine,
   type AppPolicy,
+  type StoredSnapshot,
   type Transition,
 } from '../../src/actors/index.js';
 import { ErrorCode } from '../../src/errors.js';
@@ -37,7 +39,7 @@ function original() {
   return { clock, actor };
 }
 
-function restored(snapshot: Snapshot<unknown>, now: number) {
+function restored(snapshot: StoredSnapshot, now: number) {
   const clock = clockAt(now);
   const timers: Transition[] = [];
   const actor = new UserActor({ sdkAppID: APP, userID: 'alice', clock, snapshot, observer: { onTimerTransition: (_actor, t) => void timers.push(t) } });
@@ -45,8 +47,8 @@ function restored(snapshot: Snapshot<unknown>, now: number) {
   return { clock, actor, timers, changes };
 }
 
-const viaJson = (s: Snapshot<unknown>): Snapshot<unknown> => JSON.parse(JSON.stringify(s)) as Snapshot<unknown>;
-const viaMsgpack = (s: Snapshot<unknown>): Snapshot<unknown> => unpack(pack(s)) as Snapshot<unknown>;
+const viaJson = (s: StoredSnapshot): StoredSnapshot => JSON.parse(JSON.stringify(s)) as StoredSnapshot;
+const viaMsgpack = (s: StoredSnapshot): StoredSnapshot => unpack(pack(s)) as StoredSnapshot;
 
 const login = (actor: UserActor, deviceId: string, connId: string) =>
   actor.step({ type: 'LOGIN', requestId: rid(), policy: policy(), deviceId, connId, gatewayId: `gw-${connId}`, platform: 'web' });
@@ -127,12 +129,12 @@ describe('restore - behaviour after restoring', () => {
     actor.step({ type: 'SUBSCRIBE', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', userIDs: ['bob'] });
     clock.increment(1_000);
     actor.step({ type: 'SUBSCRIBE', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', userIDs: ['carol'] });
-    const stored = viaMsgpack(actor.persistedSnapshot()) as Snapshot<unknown> & { context: Record<string, unknown> };
+    const stored = viaMsgpack(actor.persistedSnapshot()) as unknown as { value: unknown; context: Record<string, unknown> };
     stored.context.subscriptions = [
       { userID: 'bob', subscribedAt: T0 },
       { userID: 'carol', subscribedAt: T0 + 1_000 },
     ];
-    const { actor: copy } = restored(viaMsgpack(stored), T0 + 2_000);
+    const { actor: copy } = restored(viaMsgpack(stored as unknown as StoredSnapshot), T0 + 2_000);
     expect(copy.context.subscriptions).toEqual(actor.context.subscriptions);
     const capped = { ...policy(), limits: { ...DEFAULT_LIMITS, rateLimit: { ...DEFAULT_LIMITS.rateLimit }, subscriptionCap: 2 } };
     const res = copy.step({ type: 'SUBSCRIBE', requestId: rid(), policy: capped, deviceId: 'd1', connId: 'c1', userIDs: ['dave'] });
@@ -212,11 +214,26 @@ describe('restore - behaviour after restoring', () => {
     expect(copy.status).toMatchObject({ statusType: UserStatusType.OFFLINE, lastSeenAt: T0 + 450_000 });
   });
 
+  it('restore - a snapshot that xstate persisted (as an earlier version stored it) restores the same user', () => {
+    const { actor, clock } = original();
+    login(actor, 'd1', 'c1');
+    actor.step({ type: 'SET_CUSTOM_STATUS', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', customStatus: 'busy' });
+    actor.step({ type: 'SUBSCRIBE', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'c1', userIDs: ['bob'] });
+    const machine = createPresenceMachine(clock);
+    const earlier = machine.getPersistedSnapshot(machine.resolveState({ value: actor.state as never, context: actor.context }));
+    expect(earlier).toHaveProperty('historyValue');
+    const { actor: copy } = restored(viaMsgpack(earlier as unknown as StoredSnapshot), T0);
+    expect(copy.status).toEqual(actor.status);
+    expect(copy.state).toBe('online');
+    expect(copy.context).toEqual(actor.context);
+  });
+
   it('restore - the persisted snapshot is plain JSON data', () => {
     const { actor } = original();
     login(actor, 'd1', 'c1');
     const snap = actor.persistedSnapshot();
     expect(viaJson(snap)).toEqual(snap); // nothing lost: no Map, Set, Date or function in it
     expect(JSON.parse(JSON.stringify(snap))).toMatchObject({ value: 'online', context: { userID: 'alice', version: 1 } });
+    expect(Object.keys(snap)).toEqual(['value', 'context']);
   });
 });

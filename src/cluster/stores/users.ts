@@ -1,13 +1,13 @@
-import type { Snapshot } from 'xstate';
 import { publicStatus } from '../../actors/publicStatus.js';
-import { UserStatusType, type PresenceContext, type UserStatus } from '../../actors/types.js';
+import { UserStatusType, type UserStatus } from '../../actors/types.js';
+import type { StoredSnapshot } from '../../actors/userActor.js';
 import { decodeFirst, decodeSequence, encodeSequence } from '../codec.js';
 import { userKey } from '../subjects.js';
 import type { KvBucket } from '../transport/types.js';
 import type { WebhookEvent } from '../../webhooks/stateChange.js';
 
 export interface StoredActor {
-  snapshot: Snapshot<unknown>;
+  snapshot: StoredSnapshot;
   /** Webhook events not yet taken by the app server, oldest first. */
   outbox: WebhookEvent[];
   revision: number;
@@ -15,7 +15,7 @@ export interface StoredActor {
 
 /** The value of a `users` key: the snapshot and the outbox, written together by one compare-and-set. */
 interface UserRecord {
-  snapshot: Snapshot<unknown>;
+  snapshot: StoredSnapshot;
   outbox: WebhookEvent[];
 }
 
@@ -28,10 +28,9 @@ export const unloginedStatus = (userID: string): UserStatus => ({
 });
 
 /** What a `users` value may hold first: the public status, or (written before it led) the record or the bare snapshot. */
-type Leading = UserStatus | UserRecord | (Snapshot<unknown> & { context: PresenceContext });
+type Leading = UserStatus | UserRecord | StoredSnapshot;
 
-const statusOfSnapshot = (snapshot: Snapshot<unknown>): UserStatus =>
-  publicStatus((snapshot as Snapshot<unknown> & { context: PresenceContext }).context);
+const statusOfSnapshot = (snapshot: StoredSnapshot): UserStatus => publicStatus(snapshot.context);
 
 /**
  * Durable user state: a `users` value is the user's public status, then the record
@@ -50,7 +49,7 @@ export class UserStore {
     const entry = await this.users.get(userKey(sdkAppID, userID));
     if (!entry) return null;
     const values = decodeSequence(entry.value);
-    const record = values[values.length - 1] as UserRecord | Snapshot<unknown>;
+    const record = values[values.length - 1] as UserRecord | StoredSnapshot;
     // Values written before the outbox existed hold the bare snapshot.
     if (!('snapshot' in record)) return { snapshot: record, outbox: [], revision: entry.revision };
     return { snapshot: record.snapshot, outbox: record.outbox ?? [], revision: entry.revision };
@@ -61,7 +60,7 @@ export class UserStore {
    * (0: absent); returns the new revision. An event is thus durable exactly when its
    * change is.
    */
-  async save(sdkAppID: number, status: UserStatus, snapshot: Snapshot<unknown>, outbox: WebhookEvent[], revision: number): Promise<number> {
+  async save(sdkAppID: number, status: UserStatus, snapshot: StoredSnapshot, outbox: WebhookEvent[], revision: number): Promise<number> {
     const key = userKey(sdkAppID, status.userID);
     const record: UserRecord = { snapshot, outbox };
     const value = encodeSequence(status, record);
