@@ -666,26 +666,30 @@ function isIdle(machineState: unknown): boolean {
 }
 
 function toEvent(command: Exclude<ShardCommand, { op: 'inspect' }>, app: AppConfig): PresenceEvent {
+  // Each event is written out whole, not spread from a shared base: see Gateway.call.
   const policy = policyOf(app);
-  const base = { requestId: REQUEST, policy };
   switch (command.op) {
-    case 'login':
-      return { ...base, type: 'LOGIN', deviceId: command.deviceId, connId: command.connId, gatewayId: command.gatewayId, platform: command.platform };
+    case 'login': {
+      const { deviceId, connId, gatewayId, platform } = command;
+      return { type: 'LOGIN', requestId: REQUEST, policy, deviceId, connId, gatewayId, platform };
+    }
     case 'logout':
-      return { ...base, type: 'LOGOUT', deviceId: command.deviceId, connId: command.connId };
+      return { type: 'LOGOUT', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId };
     case 'disconnect':
-      return { ...base, type: 'DISCONNECT', deviceId: command.deviceId, connId: command.connId };
+      return { type: 'DISCONNECT', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId };
     case 'heartbeat':
-      return { ...base, type: 'HEARTBEAT', deviceId: command.deviceId, connId: command.connId };
-    case 'setCustomStatus':
-      return { ...base, type: 'SET_CUSTOM_STATUS', deviceId: command.deviceId, connId: command.connId, customStatus: command.customStatus };
+      return { type: 'HEARTBEAT', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId };
+    case 'setCustomStatus': {
+      const { deviceId, connId, customStatus } = command;
+      return { type: 'SET_CUSTOM_STATUS', requestId: REQUEST, policy, deviceId, connId, customStatus };
+    }
     case 'query':
-      return { ...base, type: 'QUERY', deviceId: command.deviceId, connId: command.connId, userIDs: command.userIDs };
+      return { type: 'QUERY', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId, userIDs: command.userIDs };
     case 'subscribe':
-      return { ...base, type: 'SUBSCRIBE', deviceId: command.deviceId, connId: command.connId, userIDs: command.userIDs };
+      return { type: 'SUBSCRIBE', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId, userIDs: command.userIDs };
     case 'unsubscribe':
-      return { ...base, type: 'UNSUBSCRIBE', deviceId: command.deviceId, connId: command.connId, userIDs: command.userIDs };
+      return { type: 'UNSUBSCRIBE', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId, userIDs: command.userIDs };
     case 'kick':
-      return { ...base, type: 'KICK' };
+      return { type: 'KICK', requestId: REQUEST, policy };
   }
 }
