@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { DriverPool } from './driver/pool.js';
 import { reachable } from './reachable.js';
 import { fanout, friendPairs, validateWorkload, type Workload } from './graph.js';
-import { loginStorm, memoryPerUser, serverMemory, subscribeGraph } from './phases/clients.js';
+import { loginStorm, memoryAtRest, memoryPerUser, serverMemory, subscribeGraph } from './phases/clients.js';
 import { round, sleep, type BenchOptions, type Ctx } from './phases/context.js';
 import { dropStorm } from './phases/drop.js';
 import { failover } from './phases/failover.js';
@@ -40,6 +40,9 @@ const USAGE = `npm run bench -- [options]
   --paced-seconds S         paced storm length (default 10)
   --raw-nats-seconds S      raw NATS baseline length (default 5)
   --settle-seconds S        pause before each storm (default 2)
+  --rest-seconds S          after the memory reading, leave the nodes idle S seconds and read their
+                            memory again, as a node at rest holds it (default 0: no second reading;
+                            V8 gives memory back ~20-25 s after a storm, so try 30)
   --login-concurrency C     logins in flight per driver (default 200)
   --failover-writers W      writers during the failover phase (default 240)
   --phases LIST             storms to run after login and subscribe, of burst,paced,drop,failover
@@ -68,6 +71,7 @@ function parseOptions(argv: string[]): BenchOptions & { docs: boolean; keepState
       'paced-seconds': { type: 'string', default: '10' },
       'raw-nats-seconds': { type: 'string', default: '5' },
       'settle-seconds': { type: 'string', default: '2' },
+      'rest-seconds': { type: 'string', default: '0' },
       'login-concurrency': { type: 'string', default: '200' },
       'failover-writers': { type: 'string', default: '240' },
       'no-failover': { type: 'boolean', default: false },
@@ -93,6 +97,11 @@ function parseOptions(argv: string[]): BenchOptions & { docs: boolean; keepState
     if (!(n > 0)) throw new Error(`--${name} must be a positive number, got ${v}`);
     return n;
   };
+  const nonNegative = (name: string, v: string) => {
+    const n = Number(v);
+    if (!(n >= 0)) throw new Error(`--${name} must be a number of 0 or more, got ${v}`);
+    return n;
+  };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const phaseList = values.phases!.split(',').map((x) => x.trim()).filter(Boolean);
   for (const phase of phaseList) {
@@ -110,6 +119,7 @@ function parseOptions(argv: string[]): BenchOptions & { docs: boolean; keepState
     pacedSeconds: positive('paced-seconds', values['paced-seconds']!),
     rawNatsSeconds: positive('raw-nats-seconds', values['raw-nats-seconds']!),
     settleSeconds: Number(values['settle-seconds']),
+    restSeconds: nonNegative('rest-seconds', values['rest-seconds']!),
     loginConcurrency: positive('login-concurrency', values['login-concurrency']!),
     failover: mode === 'cluster' && !values['no-failover'] && phaseList.includes('failover'),
     phases: phaseList,
@@ -227,6 +237,12 @@ async function main(): Promise<void> {
     const after = await serverMemory(ctx);
     const memory = memoryPerUser(before, after, login.logins, opts.mode === 'embedded');
     log(`memory: ${memory.rssBytesPerOnlineUser} B RSS, ${memory.heapBytesPerOnlineUser} B heap per online user (${memory.forcedGc ? 'after a full GC' : 'no GC forced'})`);
+    if (opts.restSeconds > 0) {
+      log(`memory at rest: leaving the nodes idle for ${opts.restSeconds} s …`);
+      await sleep(opts.restSeconds * 1000);
+      memory.atRest = memoryAtRest(before, await serverMemory(ctx), login.logins, opts.restSeconds);
+      log(`memory at rest: ${memory.atRest.rssBytesPerOnlineUser} B RSS, ${memory.atRest.heapBytesPerOnlineUser} B heap per online user after ${opts.restSeconds} s idle`);
+    }
     const burst = opts.phases.includes('burst') ? await burstStorm(ctx) : undefined;
     const paced = opts.phases.includes('paced') ? await pacedStorm(ctx) : undefined;
     const drop = opts.phases.includes('drop') ? await dropStorm(ctx) : undefined;

@@ -115,6 +115,24 @@ export interface MemoryPhase {
   heapBytesPerOnlineUser: number;
   /** Heap plus buffers outside it (socket buffers are mostly external). */
   heapAndExternalBytesPerOnlineUser: number;
+  /** The same reading again after the nodes were left idle (`--rest-seconds`). */
+  atRest?: MemoryAtRest;
+}
+
+export interface MemoryAtRest {
+  idleSeconds: number;
+  sample: MemorySample;
+  rssBytesPerOnlineUser: number;
+  heapBytesPerOnlineUser: number;
+}
+
+export function memoryAtRest(before: MemorySample, rested: MemorySample, online: number, idleSeconds: number): MemoryAtRest {
+  return {
+    idleSeconds,
+    sample: rested,
+    rssBytesPerOnlineUser: round((rested.rss - before.rss) / online),
+    heapBytesPerOnlineUser: round((rested.heapUsed - before.heapUsed) / online),
+  };
 }
 
 export function memoryPerUser(before: MemorySample, after: MemorySample, online: number, forcedGc: boolean): MemoryPhase {

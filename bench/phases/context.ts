@@ -16,6 +16,12 @@ export interface BenchOptions {
   /** Pause before each storm, so one storm's backlog does not land in the next. */
   settleSeconds: number;
   rawNatsSeconds: number;
+  /**
+   * After the memory reading, how long the nodes are left idle before a second one (0: none).
+   * V8 gives memory back only once a node has been idle for a while (its memory reducer starts
+   * ~8 s after the last full GC): the second reading is the memory of a node at rest.
+   */
+  restSeconds: number;
   loginConcurrency: number;
   failover: boolean;
   /** Storms to run after login and subscribe. */

@@ -66,7 +66,7 @@ function expectSaneSummary(summary: Record<string, unknown>, mode: string): void
 
 describe('the benchmark, tiny', () => {
   it('runs embedded with N=200 S=5 and writes a sane summary', async () => {
-    const { code, output, json } = await runBench(['--mode', 'embedded', ...TINY]);
+    const { code, output, json } = await runBench(['--mode', 'embedded', ...TINY, '--rest-seconds', '1']);
     expect(code, output).toBe(0);
     expect(output).toContain('burst storm');
     expect(json, output).toBeDefined();
@@ -74,6 +74,12 @@ describe('the benchmark, tiny', () => {
     expect(json!.summary).not.toHaveProperty('failoverSeconds');
     expect(json!.phases.login.failed, output).toBe(0);
     expect(json!.phases.drop.offlineSeen).toBe(json!.phases.drop.offlineExpected);
+    // --rest-seconds: the memory read again once the node has been idle.
+    const atRest = json!.phases.memory.atRest;
+    expect(atRest, output).toMatchObject({ idleSeconds: 1 });
+    expect(atRest.sample.rss).toBeGreaterThan(0);
+    expect(Number.isFinite(atRest.rssBytesPerOnlineUser) && Number.isFinite(atRest.heapBytesPerOnlineUser)).toBe(true);
+    expect(output).toContain('at rest, after 1 s idle');
   });
 
   it.skipIf(!hasNats)('runs on 3 nodes over NATS with a failover and loses no acknowledged write', async () => {
