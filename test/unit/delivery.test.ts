@@ -170,6 +170,21 @@ describe('delivery', () => {
     expect(payloadsOf(a.frames[0]!)).toEqual([{ t: 'res', id: 1, ok: true, result: {} }, { t: 'hb' }, { t: 'push', list: [change, later] }]);
   });
 
+  it('delivery - frames written at once before a close leave the tick\'s batch: the tick\'s end writes them no second time', async () => {
+    const outbox = new Outbox();
+    const a = recordingConnection('a', outbox);
+    const b = recordingConnection('b', outbox);
+    a.connection.send({ t: 'hb' });
+    b.connection.send({ t: 'hb' });
+    // What DeviceSocket.close does before ws writes its close frame (the socket stays open here,
+    // so a frame left in the batch would be written again when the tick ends).
+    a.connection.writeQueuedFrames();
+    expect(a.frames.map(payloadOf)).toEqual([{ t: 'hb' }]);
+    await nextTick();
+    expect(a.frames).toHaveLength(1);
+    expect(b.frames.map(payloadOf)).toEqual([{ t: 'hb' }]);
+  });
+
   it('delivery - a socket closed by the server gets its queued frames before the close frame, and no queued push', async () => {
     const outbox = new Outbox();
     const { connection, client, received, server } = await deviceSocketPair(outbox);
