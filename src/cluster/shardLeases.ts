@@ -53,9 +53,10 @@ const shardOfKey = (key: string): number => Number(key.slice('shard.'.length));
 /** Longer than any KV call may retry (12 s), so only a hung step is cut loose. */
 const STEP_BOUND_MS = 20_000;
 /**
- * Steps (of `renewMs`) a shard may wait for a live node to hand it over before its
- * claim is read again: a paced hand-over takes a few steps, so only a claim this node
- * holds wrongly in memory (a watch event lost) waits this long.
+ * Steps (of `renewMs`) a shard may wait for a live node to hand it over, or (a shard this
+ * node should not own) for a live node to claim it, before its claim is read again: a paced
+ * hand-over takes a few steps and a dead holder's shards are taken over within a step or two,
+ * so only a claim this node knows wrongly (a watch event lost) waits this long.
  */
 const RECHECK_AFTER_STEPS = 20;
 /** Claims read again per step, at most: a wrong view costs a few reads, not a listing. */
@@ -70,7 +71,10 @@ export class ShardLeases {
    * they go back when a NATS cluster killed at once loses its last writes.
    */
   private reported: Set<number> | undefined;
-  /** Step since which each shard this node should own has been claimed by another live node. */
+  /**
+   * Step since which each shard this node should own has been claimed by another live node,
+   * or each shard it should not own has had no live holder as far as it knows.
+   */
   private waitingSince = new Map<number, number>();
   private readonly claimListeners = new Map<number, Set<() => void>>();
   private watch: Subscription | undefined;
@@ -179,6 +183,12 @@ export class ShardLeases {
     const takenFrom = new Set<string>();
     const waiting = new Map<number, number>();
     const rechecks: number[] = [];
+    const readAgainLater = (shard: number): void => {
+      const since = this.waitingSince.get(shard) ?? step;
+      const due = step - since >= RECHECK_AFTER_STEPS && rechecks.length < RECHECKS_PER_STEP;
+      if (due) rechecks.push(shard);
+      waiting.set(shard, due ? step : since);
+    };
     for (let shard = 0; shard < this.options.shardCount; shard++) {
       const mine = desiredOwner(shard, view) === self;
       if (this.held.has(shard)) {
@@ -189,6 +199,10 @@ export class ShardLeases {
       if (!mine) {
         // Left over from before a fence: nobody else may take a live node's claim, so free it.
         if (claim && claim.nodeId === self && claim.incarnation === this.incarnation) stale.push({ ...claim, shard });
+        // Nobody live holds it, as far as this node knows: its owner claims it within a step or
+        // two, so a view that stays so missed the claim, and requests for it would wait on a
+        // claim change that never comes.
+        else if (!claim || !this.membership.isAlive(claim.nodeId, claim.incarnation)) readAgainLater(shard);
         continue;
       }
       if (!claim) acquisitions.push({ shard, revision: 0 });
@@ -196,12 +210,7 @@ export class ShardLeases {
       else if (!this.membership.isAlive(claim.nodeId, claim.incarnation)) {
         takeovers.push({ shard, revision: claim.revision });
         takenFrom.add(claim.nodeId);
-      } else {
-        const since = this.waitingSince.get(shard) ?? step;
-        const due = step - since >= RECHECK_AFTER_STEPS && rechecks.length < RECHECKS_PER_STEP;
-        if (due) rechecks.push(shard);
-        waiting.set(shard, due ? step : since);
-      }
+      } else readAgainLater(shard);
     }
     this.waitingSince = waiting;
     const budget = this.options.maxMovesPerTick;
@@ -210,7 +219,7 @@ export class ShardLeases {
     await Promise.all(stale.slice(0, budget).map((claim) => this.freeClaim(claim)));
     await Promise.all([...takeovers, ...acquisitions.slice(0, budget)].map((a) => this.acquire(a.shard, a.revision, step)));
     if (rechecks.length) {
-      this.options.log.warn({ shards: rechecks }, 'shards still claimed by another live node; reading their claims again');
+      this.options.log.warn({ shards: rechecks }, 'claims unchanged for too long (a watch event lost?); reading them again');
       await Promise.all(rechecks.map((shard) => this.reread(shard)));
     }
   }

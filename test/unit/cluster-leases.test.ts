@@ -700,6 +700,41 @@ describe('shard leases', () => {
     expect(cluster.violations).toEqual([]);
   });
 
+  it("leases - a node whose watch lost the takeover of a dead node's shard, not its own, reads the claim again and names the new holder", async () => {
+    const cluster = await Cluster.create(THREE);
+    await cluster.settle();
+    const survivors = ['node-a', 'node-b'];
+    const shard = ALL_SHARDS.find((s) => desiredOwner(s, THREE) === 'node-c' && desiredOwner(s, survivors) === 'node-b')!;
+    const a = cluster.node('node-a');
+    a.link.loseWatchEvent = (event) => (event.op === 'delete' ? event.key : event.entry.key) === `shard.${shard}`;
+    cluster.kill('node-c');
+    await cluster.roundsFor(probeAfterMs + probeConfirmMs + 2 * renewMs, survivors);
+    expect(await cluster.claimHolder(shard)).toBe('node-b');
+    // Its view names the dead holder: its requests for the shard would wait on a claim that never changes.
+    expect(a.leases.claimOf(shard)?.nodeId).toBe('node-c');
+    await cluster.settle(survivors, 25);
+    expect(a.leases.claimOf(shard)?.nodeId).toBe('node-b');
+    await cluster.expectStable(survivors);
+    expect(cluster.violations).toEqual([]);
+  });
+
+  it("leases - a node whose watch lost a claim made after a hand-over's delete, not its own, reads the claim again and names the holder", async () => {
+    const cluster = await Cluster.create(['node-a', 'node-b']);
+    await cluster.settle();
+    const shard = ALL_SHARDS.find((s) => desiredOwner(s, ['node-a', 'node-b']) === 'node-b' && desiredOwner(s, THREE) === 'node-c')!;
+    const a = cluster.node('node-a');
+    a.link.loseWatchEvent = (event) => event.op === 'put' && event.entry.key === `shard.${shard}`;
+    await cluster.add('node-c');
+    await cluster.settle(THREE);
+    expect(await cluster.claimHolder(shard)).toBe('node-c');
+    // It heard node-b let the shard go, not node-c take it: nobody holds it, as far as it knows.
+    expect(a.leases.claimOf(shard)).toBeUndefined();
+    await cluster.settle(THREE, 25);
+    expect(a.leases.claimOf(shard)?.nodeId).toBe('node-c');
+    await cluster.expectStable(THREE);
+    expect(cluster.violations).toEqual([]);
+  });
+
   it('leases - a node whose claim changed unseen takes its shard back once the bucket refuses its revision', async () => {
     const cluster = await Cluster.create(THREE);
     await cluster.settle();
