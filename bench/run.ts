@@ -92,16 +92,13 @@ function parseOptions(argv: string[]): BenchOptions & { docs: boolean; keepState
   if (values.server !== 'dist' && values.server !== 'src') throw new Error('--server must be dist or src');
   const workload: Workload = { users: Number(values.users), subs: Number(values.subs), friends: Number(values.friends) };
   validateWorkload(workload);
-  const positive = (name: string, v: string) => {
+  /** The option as a number; 0 only where `zeroAllowed`. */
+  const numberOption = (name: string, v: string, zeroAllowed: boolean) => {
     const n = Number(v);
-    if (!(n > 0)) throw new Error(`--${name} must be a positive number, got ${v}`);
+    if (!(zeroAllowed ? n >= 0 : n > 0)) throw new Error(`--${name} must be a ${zeroAllowed ? 'number of 0 or more' : 'positive number'}, got ${v}`);
     return n;
   };
-  const nonNegative = (name: string, v: string) => {
-    const n = Number(v);
-    if (!(n >= 0)) throw new Error(`--${name} must be a number of 0 or more, got ${v}`);
-    return n;
-  };
+  const positive = (name: string, v: string) => numberOption(name, v, false);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const phaseList = values.phases!.split(',').map((x) => x.trim()).filter(Boolean);
   for (const phase of phaseList) {
@@ -119,7 +116,7 @@ function parseOptions(argv: string[]): BenchOptions & { docs: boolean; keepState
     pacedSeconds: positive('paced-seconds', values['paced-seconds']!),
     rawNatsSeconds: positive('raw-nats-seconds', values['raw-nats-seconds']!),
     settleSeconds: Number(values['settle-seconds']),
-    restSeconds: nonNegative('rest-seconds', values['rest-seconds']!),
+    restSeconds: numberOption('rest-seconds', values['rest-seconds']!, true),
     loginConcurrency: positive('login-concurrency', values['login-concurrency']!),
     failover: mode === 'cluster' && !values['no-failover'] && phaseList.includes('failover'),
     phases: phaseList,

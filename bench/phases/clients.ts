@@ -127,11 +127,14 @@ export interface MemoryAtRest {
 }
 
 export function memoryAtRest(before: MemorySample, rested: MemorySample, online: number, idleSeconds: number): MemoryAtRest {
+  return { idleSeconds, sample: rested, ...perOnlineUser(before, rested, online) };
+}
+
+/** RSS and heap grown from `before` to `after`, per online user. */
+function perOnlineUser(before: MemorySample, after: MemorySample, online: number) {
   return {
-    idleSeconds,
-    sample: rested,
-    rssBytesPerOnlineUser: round((rested.rss - before.rss) / online),
-    heapBytesPerOnlineUser: round((rested.heapUsed - before.heapUsed) / online),
+    rssBytesPerOnlineUser: round((after.rss - before.rss) / online),
+    heapBytesPerOnlineUser: round((after.heapUsed - before.heapUsed) / online),
   };
 }
 
@@ -141,8 +144,7 @@ export function memoryPerUser(before: MemorySample, after: MemorySample, online:
     before,
     after,
     onlineUsers: online,
-    rssBytesPerOnlineUser: round((after.rss - before.rss) / online),
-    heapBytesPerOnlineUser: round((after.heapUsed - before.heapUsed) / online),
+    ...perOnlineUser(before, after, online),
     heapAndExternalBytesPerOnlineUser: round((after.heapUsed + after.external - before.heapUsed - before.external) / online),
   };
 }

@@ -669,20 +669,16 @@ function toEvent(command: Exclude<ShardCommand, { op: 'inspect' }>, app: AppConf
   // Each event is written out whole, not spread from a shared base: see Gateway.call.
   const policy = policyOf(app);
   switch (command.op) {
-    case 'login': {
-      const { deviceId, connId, gatewayId, platform } = command;
-      return { type: 'LOGIN', requestId: REQUEST, policy, deviceId, connId, gatewayId, platform };
-    }
+    case 'login':
+      return { type: 'LOGIN', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId, gatewayId: command.gatewayId, platform: command.platform };
     case 'logout':
       return { type: 'LOGOUT', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId };
     case 'disconnect':
       return { type: 'DISCONNECT', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId };
     case 'heartbeat':
       return { type: 'HEARTBEAT', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId };
-    case 'setCustomStatus': {
-      const { deviceId, connId, customStatus } = command;
-      return { type: 'SET_CUSTOM_STATUS', requestId: REQUEST, policy, deviceId, connId, customStatus };
-    }
+    case 'setCustomStatus':
+      return { type: 'SET_CUSTOM_STATUS', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId, customStatus: command.customStatus };
     case 'query':
       return { type: 'QUERY', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId, userIDs: command.userIDs };
     case 'subscribe':
