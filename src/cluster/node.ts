@@ -157,6 +157,8 @@ export class PresenceNode implements AdminBackend {
       nodeId: this.nodeId,
       transport: t,
       users: this.users,
+      // Alone on the in-process transport, nobody else ever reads the `users` bucket.
+      writeBehind: !cluster && t.kind === 'embedded',
       friends: this.friends,
       apps: this.apps,
       fanout: () => this.fanout!,

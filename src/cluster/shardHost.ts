@@ -35,6 +35,8 @@ interface Resident {
   revision: number;
   /** Clock time of the last snapshot write, to persist heartbeats lazily. */
   persistedAt: number;
+  /** Changed since its last snapshot write (only with `writeBehind`). */
+  unwritten: boolean;
   friends: string[];
   /** Commands and timer transitions of one user run one at a time, in order. */
   queue: Promise<unknown>;
@@ -91,6 +93,12 @@ export interface ShardHostDeps {
   metrics?: NodeMetrics;
   /** Actors restored at once after a takeover (the rest wait their turn). Default 32. */
   restoreConcurrency?: number;
+  /**
+   * The `users` bucket is this node's alone and ends with its process (one node on the
+   * in-process transport): a snapshot written at every change could never be read by
+   * anyone but this node, so a resident's snapshot is written when it leaves memory.
+   */
+  writeBehind?: boolean;
 }
 
 /** The transient error a command gets when its actor could not be persisted. */
@@ -109,7 +117,8 @@ const MAX_INSPECT_WATCH_MS = 60_000;
 /**
  * Runs the user actors of the shards this node owns: activates an actor from the
  * `users` bucket on its first command, writes every change back with
- * compare-and-set before announcing it, and passivates actors with nothing pending.
+ * compare-and-set before announcing it (or, with `writeBehind`, when the actor leaves
+ * memory), and passivates actors with nothing pending.
  */
 export class ShardHost {
   private readonly residents = new Map<string, Resident>();
@@ -176,6 +185,7 @@ export class ShardHost {
     subscription?.unsubscribe();
     const leaving = [...this.residents.values()].filter((r) => r.shard === shard);
     await Promise.allSettled(leaving.map((r) => r.queue));
+    await this.writeUnwritten(leaving);
     for (const resident of leaving) this.unload(resident);
   }
 
@@ -277,6 +287,7 @@ export class ShardHost {
     this.restorer.stop();
     for (const shard of [...this.served.keys()]) this.stopServing(shard);
     await Promise.allSettled([...this.residents.values()].map((r) => r.queue));
+    await this.writeUnwritten([...this.residents.values()]);
     for (const resident of [...this.residents.values()]) this.unload(resident);
     this.statusChanges.flush();
   }
@@ -338,7 +349,8 @@ export class ShardHost {
     this.events.mark();
     if (changed && app.callbackUrl) this.enqueueWebhook(resident, app, transition, kickedPlatforms);
     const persistDue = now - resident.persistedAt >= app.limits.heartbeatTimeoutMs / 2;
-    if (!lazy || changed || persistDue) await this.persist(resident);
+    if (this.deps.writeBehind) resident.unwritten = true;
+    else if (!lazy || changed || persistDue) await this.persist(resident);
     for (const kick of transition.kicks) this.deps.delivery.kick(kick.gatewayId, kick.connId, kick.code);
     if (changed) this.announce(resident, transition);
     if (resident.outbox.length) this.webhooks.kick(userKey(resident.sdkAppID, resident.userID));
@@ -358,6 +370,7 @@ export class ShardHost {
         resident.revision,
       );
       resident.persistedAt = this.deps.clock.now();
+      resident.unwritten = false;
     } catch (error) {
       // The actor is now ahead of its durable state: drop it, the next command reloads.
       this.evict(resident);
@@ -397,6 +410,7 @@ export class ShardHost {
   }
 
   private async passivate(resident: Resident): Promise<void> {
+    if (resident.unwritten) await this.persist(resident);
     if (resident.indexed) await this.index(resident, false);
     this.evict(resident);
   }
@@ -449,7 +463,8 @@ export class ShardHost {
     const run = resident.queue.then(async () => {
       if (this.residents.get(key) !== resident || resident.outbox[0]?.id !== eventId) return;
       resident.outbox = resident.outbox.slice(1);
-      await this.persist(resident);
+      if (this.deps.writeBehind) resident.unwritten = true;
+      else await this.persist(resident);
       if (this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
     });
     resident.queue = run.catch(() => undefined);
@@ -469,6 +484,14 @@ export class ShardHost {
     let pending = 0;
     for (const resident of this.residents.values()) pending += resident.outbox.length;
     return pending;
+  }
+
+  /** With `writeBehind`: writes the snapshots of actors about to leave memory that changed since their last write. */
+  private async writeUnwritten(leaving: readonly Resident[]): Promise<void> {
+    const writes = leaving.filter((r) => r.unwritten).map((r) => this.persist(r));
+    for (const result of await Promise.allSettled(writes)) {
+      if (result.status === 'rejected') this.deps.log.error({ err: result.reason }, 'snapshot not written as its actor left memory');
+    }
   }
 
   /** Drops a resident from memory; its durable state is whatever it last wrote. */
@@ -583,6 +606,7 @@ export class ShardHost {
       indexRevision: undefined,
       revision: stored?.revision ?? 0,
       persistedAt: this.deps.clock.now(),
+      unwritten: false,
       friends,
       queue: Promise.resolve(),
       inspectedUntil: 0,

@@ -38,7 +38,13 @@ class GatedBucket extends MemoryKvBucket {
   }
 }
 
-async function host() {
+interface HostOptions {
+  writeBehind?: boolean;
+  /** The app's webhook receiver; by default one that refuses every delivery. */
+  callbackUrl?: string;
+}
+
+async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/' }: HostOptions = {}) {
   const clock = new SimulatedClock();
   clock.set(1_700_000_000_000);
   const transport = new EmbeddedTransport();
@@ -46,7 +52,7 @@ async function host() {
   const apps = new AppRegistry(new MemoryKvBucket('pres_apps') as KvBucket);
   await apps.start();
   // The callback refuses every delivery, so each webhook stays in the user's outbox, in order.
-  await apps.put({ sdkAppID: APP, secretKey: 'k', edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify: false, limits: DEFAULT_LIMITS, callbackUrl: 'http://127.0.0.1:9/' });
+  await apps.put({ sdkAppID: APP, secretKey: 'k', edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify: false, limits: DEFAULT_LIMITS, ...(callbackUrl ? { callbackUrl } : {}) });
   const delivery = new DeliveryBatcher(transport);
   const store = new UserStore(users);
   let fanout: FanOut | undefined;
@@ -60,6 +66,7 @@ async function host() {
     delivery,
     clock,
     log: createLogger({ level: 'silent' }),
+    writeBehind,
   });
   fanout = new FanOut(transport, delivery, (key) => shardHost.devicesOf(key));
   shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
@@ -102,5 +109,41 @@ describe('shard host', () => {
     clock.increment(2_000);
     expect(await statuses(['alice'])).toMatchObject([{ userID: 'alice', statusType: after }]);
     await stop();
+  });
+
+  describe('write-behind (one node on the in-process transport)', () => {
+    const status = (customStatus: string, statusType: UserStatusType, version: number) => ({ userID: 'alice', customStatus, statusType, version });
+
+    it('shard host - a resident actor\'s changes reach the bucket when it leaves memory, not before', async () => {
+      const { run, store, statuses, stop } = await host({ writeBehind: true, callbackUrl: '' });
+      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+      await run({ ...device('web'), op: 'setCustomStatus', customStatus: 'busy' });
+      expect(await store.load(APP, 'alice')).toBeNull();
+      expect(await statuses(['alice'])).toMatchObject([status('busy', UserStatusType.ONLINE, 2)]);
+
+      // Logged out with nothing pending, the actor is passivated: written then, and read back from the bucket.
+      await run({ ...device('web'), op: 'logout' });
+      expect(await store.status(APP, 'alice')).toMatchObject(status('', UserStatusType.UNLOGINED, 3));
+      expect(await statuses(['alice'])).toMatchObject([status('', UserStatusType.UNLOGINED, 3)]);
+      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+      expect(await statuses(['alice'])).toMatchObject([{ statusType: UserStatusType.ONLINE, version: 4 }]);
+      await stop();
+    });
+
+    it('shard host - stopping writes what the resident actors changed since their last write', async () => {
+      const { run, store, stop } = await host({ writeBehind: true, callbackUrl: '' });
+      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+      await run({ ...device('web'), op: 'setCustomStatus', customStatus: 'busy' });
+      await stop();
+      expect(await store.status(APP, 'alice')).toMatchObject(status('busy', UserStatusType.ONLINE, 2));
+    });
+
+    it('shard host - without it, every change is in the bucket before its answer', async () => {
+      const { run, store, stop } = await host({ callbackUrl: '' });
+      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+      await run({ ...device('web'), op: 'setCustomStatus', customStatus: 'busy' });
+      expect(await store.status(APP, 'alice')).toMatchObject(status('busy', UserStatusType.ONLINE, 2));
+      await stop();
+    });
   });
 });
