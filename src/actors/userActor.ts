@@ -1,5 +1,5 @@
 import { createActor, type AnyActorScope, type AnyEventObject, type ExecutableActionObject, type SnapshotFrom } from 'xstate';
-import { createPresenceMachine, type Clock, type PresenceMachine } from './machine.js';
+import { createPresenceMachine, initialContext, type Clock, type PresenceMachine } from './machine.js';
 import { publicStatus } from './publicStatus.js';
 import { storedSubscriptions } from './subscriptions.js';
 import type { ActorEmitted, ActorKick, ActorReply, PresenceContext, PresenceEvent, UserStatus } from './types.js';
@@ -89,6 +89,13 @@ interface PureMachine {
   scope: AnyActorScope;
   /** The actions of the transition running now (transitions never nest). */
   actions: ExecutableActionObject[];
+  /**
+   * The state value a new user starts in, if its initial transitions leave no timer armed.
+   * They read only the empty context every new user has, never who the user is, so they run
+   * once per machine; each new actor is resolved at that value, which costs a fifth of
+   * running them again (a login storm makes thousands of actors a second).
+   */
+  freshValue: unknown;
 }
 
 const machines = new WeakMap<Clock, PureMachine>();
@@ -111,9 +118,22 @@ function machineFor(clock: Clock): PureMachine {
       stopChild: () => undefined,
       actionExecutor: (action) => void actions.push(action),
     };
-    machines.set(clock, (pure = { machine, scope, actions }));
+    pure = { machine, scope, actions, freshValue: undefined };
+    const [probe, armed] = collecting(pure, (probeScope) => machine.getInitialSnapshot(probeScope, { sdkAppID: 0, userID: '' }));
+    if (timersLeftArmed(armed) === 0) pure.freshValue = probe.value;
+    machines.set(clock, pure);
   }
   return pure;
+}
+
+/** How many delayed events `actions` leave scheduled once their cancels are applied. */
+function timersLeftArmed(actions: readonly ExecutableActionObject[]): number {
+  const armed = new Set<string>();
+  for (const action of actions) {
+    if (action.type === 'xstate.raise' && (action.params as DelayedEvent).delay !== undefined) armed.add((action.params as DelayedEvent).id);
+    else if (action.type === 'xstate.cancel') armed.delete((action.params as { sendId: string }).sendId);
+  }
+  return armed.size;
 }
 
 /** Runs `run` in the machine's scope; returns its result and the actions it left. */
@@ -164,6 +184,10 @@ export class UserActor {
       this.last = publicStatus(this.context);
       // A stored snapshot carries no timers: re-entering the state re-arms them with the time left.
       this.step({ type: 'RESUME' });
+    } else if (this.pure.freshValue !== undefined) {
+      const context = initialContext({ sdkAppID: options.sdkAppID, userID: options.userID });
+      this.snapshot = this.pure.machine.resolveState({ value: this.pure.freshValue as never, context });
+      this.last = publicStatus(this.context);
     } else {
       const input = { sdkAppID: options.sdkAppID, userID: options.userID };
       const [snapshot, actions] = collecting(this.pure, (scope) => this.pure.machine.getInitialSnapshot(scope, input));

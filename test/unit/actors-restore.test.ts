@@ -1,6 +1,6 @@
 import { pack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { SimulatedClock } from 'xstate';
+import { SimulatedClock, createActor } from 'xstate';
 import {
   DEFAULT_LIMITS,
   UserActor,
@@ -235,5 +235,22 @@ describe('restore - behaviour after restoring', () => {
     expect(viaJson(snap)).toEqual(snap); // nothing lost: no Map, Set, Date or function in it
     expect(JSON.parse(JSON.stringify(snap))).toMatchObject({ value: 'online', context: { userID: 'alice', version: 1 } });
     expect(Object.keys(snap)).toEqual(['value', 'context']);
+  });
+});
+
+describe('restore - a new user', () => {
+  it('restore - a new actor starts where xstate\'s initial snapshot of the machine is, for any user, with no timer armed', () => {
+    for (const [sdkAppID, userID] of [[APP, 'alice'], [7, 'bob@example.com']] as const) {
+      const clock = clockAt(T0);
+      const timers: Transition[] = [];
+      const actor = new UserActor({ sdkAppID, userID, clock, observer: { onTimerTransition: (_actor, t) => void timers.push(t) } });
+      const reference = createActor(createPresenceMachine(clock), { input: { sdkAppID, userID } }).start().getSnapshot();
+      expect(actor.state).toEqual(reference.value);
+      expect(actor.context).toEqual(reference.context);
+      expect(actor.status).toMatchObject({ userID, statusType: UserStatusType.UNLOGINED, version: 0 });
+      clock.increment(RETAIN + HB);
+      expect(timers).toEqual([]);
+      expect(login(actor, 'd1', 'c1').after).toMatchObject({ statusType: UserStatusType.ONLINE, version: 1 });
+    }
   });
 });
