@@ -101,6 +101,31 @@ describe('nats transport against one server', () => {
     expect(exact.items).toEqual(['ps.a.st=1']);
   });
 
+  it('nats transport - what one turn of the event loop publishes leaves in one write, across microtask checkpoints', async () => {
+    const got = collector<string>();
+    b.subscribe('turn.>', (data) => got.push(text(data)));
+    await b.flush();
+    await a.flush();
+    const transport = (a.nc as unknown as { protocol: { transport: { send(frame: Uint8Array): void } } }).protocol.transport;
+    const send = transport.send.bind(transport);
+    let writes = 0;
+    transport.send = (frame) => {
+      writes++;
+      send(frame);
+    };
+    try {
+      // As a node's handlers do: each message handled ends in a checkpoint, where nats.js alone would write.
+      for (let i = 0; i < 10; i++) {
+        a.publish(`turn.${i}`, bytes(String(i)));
+        await Promise.resolve();
+      }
+      expect(await got.atLeast(10)).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    } finally {
+      transport.send = send;
+    }
+    expect(writes).toBe(1);
+  });
+
   it('nats transport - unsubscribe stops delivery', async () => {
     const got = collector<string>();
     const sub = b.subscribe('unsub.x', (data) => got.push(text(data)));

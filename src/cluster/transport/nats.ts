@@ -9,6 +9,7 @@ import {
 import { Kvm } from '@nats-io/kv';
 import { NoRespondersError, RequestTimeoutError, TransportClosedError } from './errors.js';
 import { openNatsKv, type KvLog, type NatsKvBucket } from './natsKv.js';
+import { writeOncePerTurn } from './natsWrites.js';
 import type { KvBucket, KvOptions, MessageHandler, RequestHandler, Subscription, Transport } from './types.js';
 
 export interface NatsTransportOptions {
@@ -80,6 +81,7 @@ export class NatsTransport implements Transport {
       // still has its type; it lacks only the caller's stack.
       noAsyncTraces: true,
     });
+    if (!writeOncePerTurn(nc)) options.log?.warn({}, 'this nats.js cannot hold its writes to one per event loop turn: each message is written on its own');
     options.log?.info({ server: nc.getServer(), cluster: nc.info?.cluster }, 'connected to NATS');
     return new NatsTransport(nc, options.replicas ?? 1, options.log);
   }
