@@ -48,10 +48,12 @@ export class DriverPool {
 
   /** Forks `count` driver processes (TypeScript through tsx; its cost is at load time only). */
   static start(count: number): DriverPool {
+    // PRESENCE_BENCH_DRIVER_ARGS adds flags to the drivers, as PRESENCE_BENCH_NODE_ARGS does to the nodes.
+    const extra = (process.env.PRESENCE_BENCH_DRIVER_ARGS ?? '').split(' ').filter(Boolean);
     const drivers = Array.from({ length: count }, (_, index) => {
       const child = fork(WORKER, [], {
         cwd: ROOT,
-        execArgv: ['--import', 'tsx', '--max-old-space-size=4096'],
+        execArgv: ['--import', 'tsx', '--max-old-space-size=4096', ...extra],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       return new Driver(index, child);
