@@ -349,6 +349,10 @@ export class ShardHost {
     this.events.mark();
     if (changed && app.callbackUrl) this.enqueueWebhook(resident, app, transition, kickedPlatforms);
     const persistDue = now - resident.persistedAt >= app.limits.heartbeatTimeoutMs / 2;
+    // Indexed before the write that makes it need restoring: a node dying between the two
+    // leaves an entry too many (restored, found idle, passivated), never a durable ONLINE
+    // user whose heartbeat deadline no node keeps.
+    if (this.needsRestore(resident) && !resident.indexed) await this.indexBeforeWrite(resident);
     if (this.deps.writeBehind) resident.unwritten = true;
     else if (!lazy || changed || persistDue) await this.persist(resident);
     for (const kick of transition.kicks) this.deps.delivery.kick(kick.gatewayId, kick.connId, kick.code);
@@ -356,7 +360,16 @@ export class ShardHost {
     if (resident.outbox.length) this.webhooks.kick(userKey(resident.sdkAppID, resident.userID));
     this.updateInterest(resident, app);
     if (this.canRest(resident, now)) await this.passivate(resident);
-    else if (this.needsRestore(resident) && !resident.indexed) await this.index(resident, true);
+  }
+
+  private async indexBeforeWrite(resident: Resident): Promise<void> {
+    try {
+      await this.index(resident, true);
+    } catch (error) {
+      // The actor is ahead of its durable state, as after a failed write: the next command reloads.
+      this.evict(resident);
+      throw new PersistenceError(userKey(resident.sdkAppID, resident.userID), { cause: error });
+    }
   }
 
   private async persist(resident: Resident): Promise<void> {

@@ -3,6 +3,7 @@ import { SimulatedClock } from 'xstate';
 import { DEFAULT_LIMITS } from '../../src/actors/index.js';
 import { UserStatusType } from '../../src/actors/types.js';
 import type { ShardCommand } from '../../src/cluster/commands.js';
+import { ErrorCode } from '../../src/errors.js';
 import { DeliveryBatcher } from '../../src/cluster/delivery.js';
 import { FanOut } from '../../src/cluster/fanout.js';
 import { SHARD_COUNT } from '../../src/cluster/shards.js';
@@ -38,17 +39,46 @@ class GatedBucket extends MemoryKvBucket {
   }
 }
 
+/** Writes of every bucket that shares `log`, in order, as `<bucket> <op>`; a put fails while `failing`. */
+class RecordingBucket extends MemoryKvBucket {
+  failing = false;
+
+  constructor(name: string, private readonly log: string[]) {
+    super(name);
+  }
+
+  override async put(key: string, value: Uint8Array): Promise<number> {
+    if (this.failing) throw new Error('JetStream did not answer');
+    this.log.push(`${this.name} put`);
+    return super.put(key, value);
+  }
+
+  override async create(key: string, value: Uint8Array): Promise<number> {
+    this.log.push(`${this.name} create`);
+    return super.create(key, value);
+  }
+
+  override async update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    this.log.push(`${this.name} update`);
+    return super.update(key, value, revision);
+  }
+}
+
 interface HostOptions {
   writeBehind?: boolean;
+  /** The `users` bucket; by default one whose writes can be held. */
+  users?: MemoryKvBucket;
+  /** The `active` index of a clustered node; none by default (one embedded node). */
+  active?: KvBucket;
   /** The app's webhook receiver; by default one that refuses every delivery. */
   callbackUrl?: string;
 }
 
-async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/' }: HostOptions = {}) {
+async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', users: usersBucket, active }: HostOptions = {}) {
   const clock = new SimulatedClock();
   clock.set(1_700_000_000_000);
   const transport = new EmbeddedTransport();
-  const users = new GatedBucket('pres_users');
+  const users = usersBucket ?? new GatedBucket('pres_users');
   const apps = new AppRegistry(new MemoryKvBucket('pres_apps') as KvBucket);
   await apps.start();
   // The callback refuses every delivery, so each webhook stays in the user's outbox, in order.
@@ -67,6 +97,7 @@ async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/' }
     clock,
     log: createLogger({ level: 'silent' }),
     writeBehind,
+    ...(active ? { active } : {}),
   });
   fanout = new FanOut(transport, delivery, (key) => shardHost.devicesOf(key));
   shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
@@ -143,6 +174,31 @@ describe('shard host', () => {
       await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
       await run({ ...device('web'), op: 'setCustomStatus', customStatus: 'busy' });
       expect(await store.status(APP, 'alice')).toMatchObject(status('busy', UserStatusType.ONLINE, 2));
+      await stop();
+    });
+  });
+
+  describe('the active index of a clustered node', () => {
+    it('shard host - a user is in the index before its snapshot says it is online, so a node dying between the two writes leaves no user nobody restores', async () => {
+      const writes: string[] = [];
+      const users = new RecordingBucket('pres_users', writes);
+      const { run, stop } = await host({ callbackUrl: '', users, active: new RecordingBucket('pres_active', writes) });
+      expect(await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' })).toMatchObject({ ok: true });
+      expect(writes).toEqual(['pres_active put', 'pres_users create']);
+      await stop();
+    });
+
+    it('shard host - when the index cannot be written the call fails and nothing of it is stored or kept', async () => {
+      const writes: string[] = [];
+      const active = new RecordingBucket('pres_active', writes);
+      const { run, store, statuses, stop } = await host({ callbackUrl: '', users: new RecordingBucket('pres_users', writes), active });
+      active.failing = true;
+      expect(await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' })).toMatchObject({ ok: false, error: { code: ErrorCode.INTERNAL_ERROR } });
+      expect(writes).toEqual([]);
+      expect(await store.load(APP, 'alice')).toBeNull();
+      expect(await statuses(['alice'])).toMatchObject([{ statusType: UserStatusType.UNLOGINED, version: 0 }]);
+      active.failing = false;
+      expect(await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' })).toMatchObject({ ok: true, status: { version: 1 } });
       await stop();
     });
   });
