@@ -66,7 +66,7 @@ class RecordingBucket extends MemoryKvBucket {
 
 interface HostOptions {
   writeBehind?: boolean;
-  /** The `users` bucket; by default one whose writes can be held. */
+  /** The `users` bucket; by default `gate`, one whose writes can be held. */
   users?: MemoryKvBucket;
   /** The `active` index of a clustered node; none by default (one embedded node). */
   active?: KvBucket;
@@ -78,7 +78,8 @@ async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', 
   const clock = new SimulatedClock();
   clock.set(1_700_000_000_000);
   const transport = new EmbeddedTransport();
-  const users = usersBucket ?? new GatedBucket('pres_users');
+  const gate = new GatedBucket('pres_users');
+  const users = usersBucket ?? gate;
   const apps = new AppRegistry(new MemoryKvBucket('pres_apps') as KvBucket);
   await apps.start();
   // The callback refuses every delivery, so each webhook stays in the user's outbox, in order.
@@ -102,24 +103,24 @@ async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', 
   fanout = new FanOut(transport, delivery, (key) => shardHost.devicesOf(key));
   shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
   const run = (command: ShardCommand) => shardHost.handleHere(command)!;
-  return { clock, users, store, run, statuses: (userIDs: string[]) => shardHost.statuses(APP, userIDs), stop: () => shardHost.stop() };
+  return { clock, gate, store, run, statuses: (userIDs: string[]) => shardHost.statuses(APP, userIDs), stop: () => shardHost.stop() };
 }
 
 const device = (deviceId: string) => ({ app: APP, user: 'alice', deviceId, connId: `c-${deviceId}` });
 
 describe('shard host', () => {
   it('shard host - a timer transition made while commands wait is committed, and its webhook queued, before the commands behind it', async () => {
-    const { clock, users, store, run, stop } = await host();
+    const { clock, gate, store, run, stop } = await host();
     await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
 
-    users.hold();
+    gate.hold();
     const first = run({ ...device('web'), op: 'setCustomStatus', customStatus: 'first' });
     const second = run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios' });
     // The first has stepped the actor and waits on its write; the second waits behind it.
     await new Promise((resolve) => setImmediate(resolve));
     // The web device's heartbeat deadline passes while both commands wait on the write: it goes OFFLINE.
     clock.increment(HB + 1);
-    users.release();
+    gate.release();
     expect(await Promise.all([first, second])).toMatchObject([{ ok: true }, { ok: true }]);
     await stop();
 
