@@ -72,6 +72,7 @@ export class DeliveryBatcher {
       if (gatewayId === this.local?.gatewayId) this.local.deliver(message);
       else for (const bytes of encodeBounded(message, halvesOf)) this.transport.publish(subjects.gatewayOut(gatewayId), bytes);
     }
+    this.transport.writePending?.();
   }
 
   private pendingFor(gatewayId: string): Pending {

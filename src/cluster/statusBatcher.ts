@@ -25,6 +25,7 @@ export class StatusBatcher {
       for (const [app, statuses] of pending) {
         for (const bytes of encodeBounded({ app, statuses, at }, halvesOf)) transport.publish(subjects.statusChanges(app), bytes);
       }
+      transport.writePending?.();
     });
   }
 

@@ -101,7 +101,7 @@ describe('nats transport against one server', () => {
     expect(exact.items).toEqual(['ps.a.st=1']);
   });
 
-  it('nats transport - what one turn of the event loop publishes leaves in one write, across microtask checkpoints', async () => {
+  it('nats transport - what one turn of the event loop publishes leaves in one write, across microtask checkpoints, or at once when asked', async () => {
     const got = collector<string>();
     b.subscribe('turn.>', (data) => got.push(text(data)));
     await b.flush();
@@ -120,10 +120,16 @@ describe('nats transport against one server', () => {
         await Promise.resolve();
       }
       expect(await got.atLeast(10)).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+      expect(writes).toBe(1);
+      // A tick batch, itself at the end of a turn, has it written at once.
+      a.publish('turn.10', bytes('10'));
+      expect(writes).toBe(1);
+      a.writePending();
+      expect(writes).toBe(2);
+      expect(await got.atLeast(11)).toHaveLength(11);
     } finally {
       transport.send = send;
     }
-    expect(writes).toBe(1);
   });
 
   it('nats transport - unsubscribe stops delivery', async () => {

@@ -8,6 +8,7 @@ import type { UserStatus } from '../../src/actors/types.js';
 import { decode, encode, encodeBounded } from '../../src/cluster/codec.js';
 import type { GatewayDelivery } from '../../src/cluster/commands.js';
 import { DeliveryBatcher, halvesOf } from '../../src/cluster/delivery.js';
+import { StatusBatcher } from '../../src/cluster/statusBatcher.js';
 import { subjects } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
 import { Connection, encodeForWire, wireFrame } from '../../src/gateway/connection.js';
@@ -72,7 +73,32 @@ const payloadOf = (frame: Uint8Array) => {
   return unpack(frame.subarray(frame[1] === 126 ? 4 : 2));
 };
 
+/** An in-process transport that records its publishes and the calls that write them at once, in order. */
+class RecordingTransport extends EmbeddedTransport {
+  readonly calls: string[] = [];
+
+  override publish(subject: string, data: Uint8Array): void {
+    this.calls.push(`publish ${subject}`);
+    super.publish(subject, data);
+  }
+
+  writePending(): void {
+    this.calls.push('writePending');
+  }
+}
+
 describe('delivery', () => {
+  it('delivery - the tick batches, which run at a tick\'s end, have the transport write their messages then, not a tick later', async () => {
+    const transport = new RecordingTransport();
+    const delivery = new DeliveryBatcher(transport);
+    delivery.push('gw-far', 'c1', status('u1', 1));
+    const statuses = new StatusBatcher(transport);
+    statuses.announce(7, status('u1', 1));
+    expect(transport.calls).toEqual([]);
+    await nextTick();
+    expect(transport.calls).toEqual([`publish ${subjects.gatewayOut('gw-far')}`, 'writePending', `publish ${subjects.statusChanges(7)}`, 'writePending']);
+  });
+
   it('delivery - a status fanned out to 50 connections of a gateway is in its message once', async () => {
     const transport = new EmbeddedTransport();
     const messages: GatewayDelivery[] = [];

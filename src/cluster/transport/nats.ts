@@ -9,7 +9,7 @@ import {
 import { Kvm } from '@nats-io/kv';
 import { NoRespondersError, RequestTimeoutError, TransportClosedError } from './errors.js';
 import { openNatsKv, type KvLog, type NatsKvBucket } from './natsKv.js';
-import { writeOncePerTurn } from './natsWrites.js';
+import { writeOncePerTurn, type HeldWrites } from './natsWrites.js';
 import type { KvBucket, KvOptions, MessageHandler, RequestHandler, Subscription, Transport } from './types.js';
 
 export interface NatsTransportOptions {
@@ -57,6 +57,7 @@ export class NatsTransport implements Transport {
     readonly nc: NatsConnection,
     private readonly replicas: number,
     private readonly log?: KvLog,
+    private readonly held?: HeldWrites,
   ) {
     this.kvm = new Kvm(nc);
     void this.watchStatus();
@@ -81,9 +82,10 @@ export class NatsTransport implements Transport {
       // still has its type; it lacks only the caller's stack.
       noAsyncTraces: true,
     });
-    if (!writeOncePerTurn(nc)) options.log?.warn({}, 'this nats.js cannot hold its writes to one per event loop turn: each message is written on its own');
+    const held = writeOncePerTurn(nc);
+    if (!held) options.log?.warn({}, 'this nats.js cannot hold its writes to one per event loop turn: each message is written on its own');
     options.log?.info({ server: nc.getServer(), cluster: nc.info?.cluster }, 'connected to NATS');
-    return new NatsTransport(nc, options.replicas ?? 1, options.log);
+    return new NatsTransport(nc, options.replicas ?? 1, options.log, held);
   }
 
   /**
@@ -202,6 +204,10 @@ export class NatsTransport implements Transport {
 
   async flush(): Promise<void> {
     await this.nc.flush();
+  }
+
+  writePending(): void {
+    if (!this.closing) this.held?.writeNow();
   }
 
   /** Drains (pending replies and published messages go out first), then closes; bounded by `timeoutMs`. */

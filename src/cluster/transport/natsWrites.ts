@@ -21,6 +21,11 @@ function protocolOf(nc: NatsConnection): ProtocolHandler | undefined {
   return usable ? (protocol as ProtocolHandler) : undefined;
 }
 
+/** Writes what a connection holds now, for a sender that itself runs at the end of a turn. */
+export interface HeldWrites {
+  writeNow(): void;
+}
+
 /**
  * Makes `nc` write what it has to send once per turn of the event loop, not once per
  * microtask checkpoint. nats.js writes its outbound buffer at the first checkpoint after
@@ -28,15 +33,16 @@ function protocolOf(nc: NatsConnection): ProtocolHandler | undefined {
  * NATS message, a KV answer): in a 3-node burst that was about three socket writes per
  * status change on each node, each waking the nats-server. Held until the event loop's
  * I/O phase ends (`setImmediate`), everything the messages read in one turn produced
- * leaves in one write, a turn later by nothing but the rest of that turn's work. The
- * buffer is still written at once when it reaches nats.js's own limit (32 KiB), and a
- * `flush()` (a PING) writes it as before.
+ * leaves in one write, later by nothing but the rest of that turn's work. A sender that
+ * runs at the end of a turn itself (a tick batch) calls `writeNow` after it: a write it
+ * scheduled then would wait for the next turn. The buffer is still written at once when
+ * it reaches nats.js's own limit (32 KiB), and a `flush()` (a PING) writes it as before.
  *
- * Returns false, changing nothing, if this version of nats.js lacks what it relies on.
+ * Returns undefined, changing nothing, if this version of nats.js lacks what it relies on.
  */
-export function writeOncePerTurn(nc: NatsConnection): boolean {
+export function writeOncePerTurn(nc: NatsConnection): HeldWrites | undefined {
   const protocol = protocolOf(nc);
-  if (!protocol) return false;
+  if (!protocol) return undefined;
   let scheduled = false;
   const writePending = () => {
     scheduled = false;
@@ -51,5 +57,5 @@ export function writeOncePerTurn(nc: NatsConnection): boolean {
       protocol.flushPending();
     }
   };
-  return true;
+  return { writeNow: () => protocol.flushPending() };
 }

@@ -39,6 +39,12 @@ export interface Transport {
   kv(bucket: string, options?: KvOptions): Promise<KvBucket>;
   /** Resolves once everything published so far has been handed to subscribers. */
   flush(): Promise<void>;
+  /**
+   * Sends what was published so far now, not at the end of this turn of the event loop.
+   * For senders that run at the end of a turn themselves (the tick batches), whose writes
+   * would otherwise wait for the next one. Absent where nothing is held (in process).
+   */
+  writePending?(): void;
   close(): Promise<void>;
 }
 
