@@ -18,6 +18,7 @@ import { policyOf, type AppConfig, type AppRegistry } from './stores/apps.js';
 import type { FriendStore } from './stores/friends.js';
 import type { UserStore } from './stores/users.js';
 import { subjects, userFromToken, userKey } from './subjects.js';
+import { KvConflictError } from './transport/errors.js';
 import type { KvBucket, Subscription, Transport } from './transport/types.js';
 import { shardOf } from './shards.js';
 import { StatusBatcher } from './statusBatcher.js';
@@ -366,9 +367,22 @@ export class ShardHost {
     try {
       await this.index(resident, true);
     } catch (error) {
-      // The actor is ahead of its durable state, as after a failed write: the next command reloads.
-      this.evict(resident);
+      // The actor is ahead of its durable state, as after a failed write.
+      this.evictAfterFailedWrite(resident, error);
       throw new PersistenceError(userKey(resident.sdkAppID, resident.userID), { cause: error });
+    }
+  }
+
+  /**
+   * Drops an actor whose change could not be made durable. Its durable state may hold a
+   * deadline (a device's heartbeat, the retention of its subscriptions) that only a
+   * resident actor keeps, so it is reloaded in the background, unless the write lost to
+   * another node's (a conflict): that node owns the user now.
+   */
+  private evictAfterFailedWrite(resident: Resident, error: unknown): void {
+    this.evict(resident);
+    if (this.deps.active && !(error instanceof KvConflictError)) {
+      this.restorer.add([`${resident.shard}.${userKey(resident.sdkAppID, resident.userID)}`]);
     }
   }
 
@@ -385,8 +399,8 @@ export class ShardHost {
       resident.persistedAt = this.deps.clock.now();
       resident.unwritten = false;
     } catch (error) {
-      // The actor is now ahead of its durable state: drop it, the next command reloads.
-      this.evict(resident);
+      // The actor is now ahead of its durable state.
+      this.evictAfterFailedWrite(resident, error);
       throw new PersistenceError(key, { cause: error });
     }
   }

@@ -39,7 +39,7 @@ class GatedBucket extends MemoryKvBucket {
   }
 }
 
-/** Writes of every bucket that shares `log`, in order, as `<bucket> <op>`; a put fails while `failing`. */
+/** Writes of every bucket that shares `log`, in order, as `<bucket> <op>`; writes fail while `failing`. */
 class RecordingBucket extends MemoryKvBucket {
   failing = false;
 
@@ -48,19 +48,23 @@ class RecordingBucket extends MemoryKvBucket {
   }
 
   override async put(key: string, value: Uint8Array): Promise<number> {
-    if (this.failing) throw new Error('JetStream did not answer');
-    this.log.push(`${this.name} put`);
+    this.written('put');
     return super.put(key, value);
   }
 
   override async create(key: string, value: Uint8Array): Promise<number> {
-    this.log.push(`${this.name} create`);
+    this.written('create');
     return super.create(key, value);
   }
 
   override async update(key: string, value: Uint8Array, revision: number): Promise<number> {
-    this.log.push(`${this.name} update`);
+    this.written('update');
     return super.update(key, value, revision);
+  }
+
+  private written(op: string): void {
+    if (this.failing) throw new Error('JetStream did not answer');
+    this.log.push(`${this.name} ${op}`);
   }
 }
 
@@ -103,7 +107,15 @@ async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', 
   fanout = new FanOut(transport, delivery, (key) => shardHost.devicesOf(key));
   shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
   const run = (command: ShardCommand) => shardHost.handleHere(command)!;
-  return { clock, gate, store, run, statuses: (userIDs: string[]) => shardHost.statuses(APP, userIDs), stop: () => shardHost.stop() };
+  return {
+    clock,
+    gate,
+    store,
+    run,
+    statuses: (userIDs: string[]) => shardHost.statuses(APP, userIDs),
+    resident: () => shardHost.resident(APP, 'alice'),
+    stop: () => shardHost.stop(),
+  };
 }
 
 const device = (deviceId: string) => ({ app: APP, user: 'alice', deviceId, connId: `c-${deviceId}` });
@@ -200,6 +212,25 @@ describe('shard host', () => {
       expect(await statuses(['alice'])).toMatchObject([{ statusType: UserStatusType.UNLOGINED, version: 0 }]);
       active.failing = false;
       expect(await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' })).toMatchObject({ ok: true, status: { version: 1 } });
+      await stop();
+    });
+
+    it('shard host - an actor dropped after a write JetStream did not take is loaded again, so its heartbeat deadline still takes the user OFFLINE', async () => {
+      const writes: string[] = [];
+      const users = new RecordingBucket('pres_users', writes);
+      const { clock, run, store, resident, stop } = await host({ callbackUrl: '', users, active: new RecordingBucket('pres_active', writes) });
+      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+      const ahead = resident();
+      users.failing = true;
+      expect(await run({ ...device('web'), op: 'setCustomStatus', customStatus: 'busy' })).toMatchObject({ ok: false, error: { code: ErrorCode.INTERNAL_ERROR } });
+      users.failing = false;
+      // Dropped, and reloaded in the background from what is durable: ONLINE, without the refused change.
+      for (let turn = 0; turn < 100 && (!resident() || resident() === ahead); turn++) await new Promise((resolve) => setImmediate(resolve));
+      expect(resident()).not.toBe(ahead);
+      expect(resident()?.status).toMatchObject({ statusType: UserStatusType.ONLINE, customStatus: '', version: 1 });
+      clock.increment(HB + 1);
+      for (let turn = 0; turn < 100 && (await store.status(APP, 'alice')).statusType !== UserStatusType.OFFLINE; turn++) await new Promise((resolve) => setImmediate(resolve));
+      expect(await store.status(APP, 'alice')).toMatchObject({ statusType: UserStatusType.OFFLINE, version: 2 });
       await stop();
     });
   });
