@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { createActor, type AnyActorScope, type AnyEventObject, type ExecutableActionObject, type SnapshotFrom } from 'xstate';
 import { createPresenceMachine, initialContext, type Clock, type PresenceMachine } from './machine.js';
 import { publicStatus } from './publicStatus.js';
@@ -90,10 +91,11 @@ interface PureMachine {
   /** The actions of the transition running now (transitions never nest). */
   actions: ExecutableActionObject[];
   /**
-   * The state value a new user starts in, if its initial transitions leave no timer armed.
-   * They read only the empty context every new user has, never who the user is, so they run
-   * once per machine; each new actor is resolved at that value, which costs a fifth of
-   * running them again (a login storm makes thousands of actors a second).
+   * The state value a new user starts in, if its initial transitions leave nothing to do (no
+   * timer armed, nothing emitted) and its context as they found it. They read only the empty
+   * context every new user has, never who the user is, so they run once per machine; each new
+   * actor is resolved at that value, which costs a fifth of running them again (a login storm
+   * makes thousands of actors a second).
    */
   freshValue: unknown;
 }
@@ -119,21 +121,23 @@ function machineFor(clock: Clock): PureMachine {
       actionExecutor: (action) => void actions.push(action),
     };
     pure = { machine, scope, actions, freshValue: undefined };
-    const [probe, armed] = collecting(pure, (probeScope) => machine.getInitialSnapshot(probeScope, { sdkAppID: 0, userID: '' }));
-    if (timersLeftArmed(armed) === 0) pure.freshValue = probe.value;
+    const input = { sdkAppID: 0, userID: '' };
+    const [probe, left] = collecting(pure, (probeScope) => machine.getInitialSnapshot(probeScope, input));
+    if (leaveNothingToDo(left) && isDeepStrictEqual(probe.context, initialContext(input))) pure.freshValue = probe.value;
     machines.set(clock, pure);
   }
   return pure;
 }
 
-/** How many delayed events `actions` leave scheduled once their cancels are applied. */
-function timersLeftArmed(actions: readonly ExecutableActionObject[]): number {
+/** Whether `actions` are only timers armed and cancelled again: nothing emitted, nothing left scheduled. */
+function leaveNothingToDo(actions: readonly ExecutableActionObject[]): boolean {
   const armed = new Set<string>();
   for (const action of actions) {
     if (action.type === 'xstate.raise' && (action.params as DelayedEvent).delay !== undefined) armed.add((action.params as DelayedEvent).id);
     else if (action.type === 'xstate.cancel') armed.delete((action.params as { sendId: string }).sendId);
+    else return false;
   }
-  return armed.size;
+  return armed.size === 0;
 }
 
 /** Runs `run` in the machine's scope; returns its result and the actions it left. */

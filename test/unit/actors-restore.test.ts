@@ -1,6 +1,6 @@
 import { pack, unpack } from 'msgpackr';
-import { describe, expect, it } from 'vitest';
-import { SimulatedClock, createActor } from 'xstate';
+import { describe, expect, it, vi } from 'vitest';
+import { SimulatedClock, StateMachine, createActor } from 'xstate';
 import {
   DEFAULT_LIMITS,
   UserActor,
@@ -239,6 +239,19 @@ describe('restore - behaviour after restoring', () => {
 });
 
 describe('restore - a new user', () => {
+  it('restore - new actors do not run the machine\'s initial transitions, which run once per machine', () => {
+    const initial = vi.spyOn(StateMachine.prototype, 'getInitialSnapshot');
+    try {
+      const clock = clockAt(T0);
+      new UserActor({ sdkAppID: APP, userID: 'alice', clock }); // the first on a clock makes its machine
+      const perMachine = initial.mock.calls.length;
+      for (const userID of ['bob', 'carol']) new UserActor({ sdkAppID: APP, userID, clock });
+      expect(initial).toHaveBeenCalledTimes(perMachine);
+    } finally {
+      initial.mockRestore();
+    }
+  });
+
   it('restore - a new actor starts where xstate\'s initial snapshot of the machine is, for any user, with no timer armed', () => {
     for (const [sdkAppID, userID] of [[APP, 'alice'], [7, 'bob@example.com']] as const) {
       const clock = clockAt(T0);
