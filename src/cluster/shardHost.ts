@@ -353,9 +353,8 @@ export class ShardHost {
     // Indexed before the write that makes it need restoring: a node dying between the two
     // leaves an entry too many (restored, found idle, passivated), never a durable ONLINE
     // user whose heartbeat deadline no node keeps.
-    if (this.needsRestore(resident) && !resident.indexed) await this.indexBeforeWrite(resident);
-    if (this.deps.writeBehind) resident.unwritten = true;
-    else if (!lazy || changed || persistDue) await this.persist(resident);
+    if (this.needsRestore(resident) && !resident.indexed) await this.durably(resident, () => this.index(resident, true));
+    if (!lazy || changed || persistDue) await this.write(resident);
     for (const kick of transition.kicks) this.deps.delivery.kick(kick.gatewayId, kick.connId, kick.code);
     if (changed) this.announce(resident, transition);
     if (resident.outbox.length) this.webhooks.kick(userKey(resident.sdkAppID, resident.userID));
@@ -363,32 +362,14 @@ export class ShardHost {
     if (this.canRest(resident, now)) await this.passivate(resident);
   }
 
-  private async indexBeforeWrite(resident: Resident): Promise<void> {
-    try {
-      await this.index(resident, true);
-    } catch (error) {
-      // The actor is ahead of its durable state, as after a failed write.
-      this.evictAfterFailedWrite(resident, error);
-      throw new PersistenceError(userKey(resident.sdkAppID, resident.userID), { cause: error });
-    }
+  /** Writes the actor's snapshot now, or with `writeBehind` marks it for when the actor leaves memory. */
+  private async write(resident: Resident): Promise<void> {
+    if (this.deps.writeBehind) resident.unwritten = true;
+    else await this.persist(resident);
   }
 
-  /**
-   * Drops an actor whose change could not be made durable. Its durable state may hold a
-   * deadline (a device's heartbeat, the retention of its subscriptions) that only a
-   * resident actor keeps, so it is reloaded in the background, unless the write lost to
-   * another node's (a conflict): that node owns the user now.
-   */
-  private evictAfterFailedWrite(resident: Resident, error: unknown): void {
-    this.evict(resident);
-    if (this.deps.active && !(error instanceof KvConflictError)) {
-      this.restorer.add([`${resident.shard}.${userKey(resident.sdkAppID, resident.userID)}`]);
-    }
-  }
-
-  private async persist(resident: Resident): Promise<void> {
-    const key = userKey(resident.sdkAppID, resident.userID);
-    try {
+  private persist(resident: Resident): Promise<void> {
+    return this.durably(resident, async () => {
       resident.revision = await this.deps.users.save(
         resident.sdkAppID,
         resident.actor.status,
@@ -398,9 +379,23 @@ export class ShardHost {
       );
       resident.persistedAt = this.deps.clock.now();
       resident.unwritten = false;
+    });
+  }
+
+  /**
+   * Runs a write that makes the actor's change durable. If it fails, the actor is ahead of
+   * its durable state and is dropped. That state may hold a deadline (a device's heartbeat,
+   * the retention of its subscriptions) that only a resident actor keeps, so the user is
+   * reloaded in the background, unless the write lost to another node's (a conflict): that
+   * node owns the user now.
+   */
+  private async durably(resident: Resident, write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
     } catch (error) {
-      // The actor is now ahead of its durable state.
-      this.evictAfterFailedWrite(resident, error);
+      this.evict(resident);
+      const key = userKey(resident.sdkAppID, resident.userID);
+      if (this.deps.active && !(error instanceof KvConflictError)) this.restorer.add([`${resident.shard}.${key}`]);
       throw new PersistenceError(key, { cause: error });
     }
   }
@@ -490,8 +485,7 @@ export class ShardHost {
     const run = resident.queue.then(async () => {
       if (this.residents.get(key) !== resident || resident.outbox[0]?.id !== eventId) return;
       resident.outbox = resident.outbox.slice(1);
-      if (this.deps.writeBehind) resident.unwritten = true;
-      else await this.persist(resident);
+      await this.write(resident);
       if (this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
     });
     resident.queue = run.catch(() => undefined);
