@@ -4,7 +4,7 @@ import { cpus, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { dirname } from 'node:path';
 import type { BenchOptions } from './phases/context.js';
-import type { LoginPhase, MemoryPhase, SubscribePhase } from './phases/clients.js';
+import type { LoginPhase, MemoryPhase, SubscribePhase, WarmUpPhase } from './phases/clients.js';
 import type { StormPhase } from './phases/storms.js';
 import type { DropPhase } from './phases/drop.js';
 import type { FailoverPhase } from './phases/failover.js';
@@ -41,6 +41,7 @@ export interface Results {
   sdkAppID: number;
   phases: {
     rawNats: RawNatsPhase;
+    warmUp?: WarmUpPhase;
     login: LoginPhase;
     subscribe: SubscribePhase;
     memory: MemoryPhase;
@@ -162,6 +163,9 @@ export function phaseTable(r: Results): string {
       '—',
       '—',
     ],
+    ...(p.warmUp
+      ? [['warm-up (cold node)', num(p.warmUp.wallSeconds, 2), `${num(p.warmUp.logins)} logins and logouts (${p.warmUp.failed} failed)`, `${num(p.warmUp.loginsPerSecond)} login+logout/s`, lat(p.warmUp.latency), ...cpu(p.warmUp), '—']]
+      : []),
     ['login storm', num(p.login.wallSeconds, 2), `${num(p.login.logins)} logins (${p.login.failed} failed)`, `${num(p.login.loginsPerSecond)} logins/s`, lat(p.login.latency), ...cpu(p.login), '—'],
     [
       'subscribe',

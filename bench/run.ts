@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { DriverPool } from './driver/pool.js';
 import { reachable } from './reachable.js';
 import { fanout, friendPairs, validateWorkload, type Workload } from './graph.js';
-import { loginStorm, memoryAtRest, memoryPerUser, serverMemory, subscribeGraph } from './phases/clients.js';
+import { loginStorm, memoryAtRest, memoryPerUser, serverMemory, subscribeGraph, warmUp } from './phases/clients.js';
 import { round, sleep, type BenchOptions, type Ctx } from './phases/context.js';
 import { dropStorm } from './phases/drop.js';
 import { failover } from './phases/failover.js';
@@ -44,6 +44,9 @@ const USAGE = `npm run bench -- [options]
                             memory again, as a node at rest holds it (default 0: no second reading;
                             V8 gives memory back ~20-25 s after a storm, so try 30)
   --login-concurrency C     logins in flight per driver (default 200)
+  --warm-up-logins K        before the login storm, K throwaway devices log in and out, so the
+                            storm meets nodes whose login path V8 has compiled already, as a running
+                            node's is (default min(3000, N); 0: the storm meets nodes just started)
   --failover-writers W      writers during the failover phase (default 240)
   --phases LIST             storms to run after login and subscribe, of burst,paced,drop,failover
                             (default all; failover only in cluster mode)
@@ -73,6 +76,7 @@ function parseOptions(argv: string[]): BenchOptions & { docs: boolean; keepState
       'settle-seconds': { type: 'string', default: '2' },
       'rest-seconds': { type: 'string', default: '0' },
       'login-concurrency': { type: 'string', default: '200' },
+      'warm-up-logins': { type: 'string' },
       'failover-writers': { type: 'string', default: '240' },
       'no-failover': { type: 'boolean', default: false },
       'keep-state': { type: 'boolean', default: false },
@@ -118,6 +122,7 @@ function parseOptions(argv: string[]): BenchOptions & { docs: boolean; keepState
     settleSeconds: Number(values['settle-seconds']),
     restSeconds: numberOption('rest-seconds', values['rest-seconds']!, true),
     loginConcurrency: positive('login-concurrency', values['login-concurrency']!),
+    warmUpLogins: values['warm-up-logins'] === undefined ? Math.min(3_000, workload.users) : numberOption('warm-up-logins', values['warm-up-logins'], true),
     failover: mode === 'cluster' && !values['no-failover'] && phaseList.includes('failover'),
     phases: phaseList,
     failoverWriters: positive('failover-writers', values['failover-writers']!),
@@ -228,7 +233,10 @@ async function main(): Promise<void> {
       : { servers: opts.nats, payloadBytes: 0, published: 0, delivered: 0, deliveriesPerSecond: null, publisherCpuSeconds: null, error: 'NATS not reachable' };
     if (!natsUp) log(`raw NATS: skipped, nothing listens at ${opts.nats}`);
 
+    // Read before the warm-up: whatever it leaves behind (a grown young generation, its users'
+    // stored snapshots) counts against the storm's users, not for them.
     const before = await serverMemory(ctx);
+    const warm = opts.warmUpLogins > 0 ? await warmUp(ctx) : undefined;
     const login = await loginStorm(ctx);
     const subscribe = await subscribeGraph(ctx, Math.min(1_000, Math.max(100, w.subs)));
     const after = await serverMemory(ctx);
@@ -266,6 +274,7 @@ async function main(): Promise<void> {
     }
     const phases: Results['phases'] = {
       rawNats: raw,
+      ...(warm ? { warmUp: warm } : {}),
       login,
       subscribe,
       memory,

@@ -159,6 +159,40 @@ const handlers: Record<string, (args: Record<string, unknown>) => Promise<unknow
     return tally.result();
   },
 
+  /**
+   * Throwaway devices of this driver's share of `count` connect, log in, log out and close, so
+   * that the node and this driver have run the login path before the storm is timed. Their
+   * userIDs (`warm-<k>`) are not the workload's: the storm's users are all new to the node.
+   */
+  async warmUp(args) {
+    const { sdkAppID, secretKey, urls, driverIndex, drivers } = init!;
+    const count = Number(args.count);
+    const concurrency = Number(args.concurrency ?? 200);
+    const ids: number[] = [];
+    for (let k = driverIndex; k < count; k += drivers) ids.push(k);
+    const sigs = new Map(ids.map((k) => [k, genUserSig({ sdkAppID, secretKey, userID: `warm-${k}`, expire: 86_400 })]));
+    const tally = new CallTally();
+    await pool(ids, concurrency, async (k) => {
+      const t0 = nowUs();
+      const socket = new LeanSocket(-1 - k, `warm-${k}`, events);
+      try {
+        await socket.connect(urls[k % urls.length]!);
+      } catch (error) {
+        tally.failedWith((error as Error).message);
+        return;
+      }
+      const answer = await socket.request('login', { sdkAppID, userID: `warm-${k}`, userSig: sigs.get(k), deviceId: `warm-${k}`, platform: 'linux' });
+      if (answer.ok) tally.succeeded(t0);
+      else tally.failedWith(errorText(answer));
+      if (answer.ok) {
+        const out = await socket.request('logout', {});
+        if (!out.ok) tally.failedWith(`logout: ${errorText(out)}`);
+      }
+      socket.close();
+    });
+    return tally.result();
+  },
+
   /** Subscribes every user of this driver to its S targets (friends come from the admin API). */
   async subscribe(args) {
     const concurrency = Number(args.concurrency ?? 200);

@@ -1,7 +1,7 @@
 /** The login storm, the subscription graph over the wire, and the memory of online users. */
 import { Histogram, type HistogramData, type LatencySummary } from '../stats.js';
 import type { MemorySample } from '../servers.js';
-import { counters, meter, round, waitDelivered, type Ctx, type PhaseCost } from './context.js';
+import { counters, meter, round, sleep, waitDelivered, type Ctx, type PhaseCost } from './context.js';
 
 interface CallsResult {
   ok: number;
@@ -22,6 +22,46 @@ export interface LoginPhase extends PhaseCost {
   latency: LatencySummary;
 }
 
+/** The throwaway logins and logouts before the storm (`--warm-up-logins`), on cold nodes. */
+export type WarmUpPhase = LoginPhase;
+
+/** What the drivers' answers to a round of logins add up to. */
+function loginFigures(ctx: Ctx, results: CallsResult[]) {
+  const ok = results.reduce((a, r) => a + r.ok, 0);
+  const seconds = (Math.max(...results.map((r) => r.endUs)) - Math.min(...results.map((r) => r.startUs))) / 1e6;
+  const perSecond = ok / seconds;
+  return {
+    seconds,
+    logins: ok,
+    failed: results.reduce((a, r) => a + r.failed, 0),
+    errors: results.flatMap((r) => r.errors).slice(0, 5),
+    loginsPerSecond: round(perSecond),
+    loginsPerSecondPerNode: round(perSecond / ctx.nodes.length),
+    latency: Histogram.merged(results.map((r) => r.hist)).summaryMs(),
+  };
+}
+
+/**
+ * Logins and logouts of throwaway users on the node(s) just started, before the storm: V8
+ * compiles the login path while they run (on this 2-core machine its compiler threads took ~0.4
+ * of a core through the first second of a storm on a cold node), so the storm measures what a
+ * running node sustains. Each of their logins is followed by a logout, so their rate is not the
+ * storm's on a cold node: `--warm-up-logins 0` measures that.
+ */
+export async function warmUp(ctx: Ctx): Promise<WarmUpPhase> {
+  const count = ctx.opts.warmUpLogins;
+  ctx.log(`warm-up: ${count} throwaway devices log in and out on the cold node(s), not counted in the storm …`);
+  const m = meter(ctx);
+  const results = await ctx.drivers.all<CallsResult>('warmUp', { count, concurrency: ctx.opts.loginConcurrency });
+  const cost = m.stop();
+  const { seconds, ...figures } = loginFigures(ctx, results);
+  const phase: WarmUpPhase = { ...cost, ...figures };
+  ctx.log(`  ${phase.logins} logged in and out (${phase.failed} failed) in ${round(seconds, 2)} s: ${phase.loginsPerSecond} login+logout/s on the cold node(s)`);
+  if (phase.failed) ctx.log(`  errors: ${phase.errors.join(' | ')}`);
+  await sleep(ctx.opts.settleSeconds * 1000);
+  return phase;
+}
+
 export async function loginStorm(ctx: Ctx): Promise<LoginPhase> {
   const n = ctx.opts.workload.users;
   ctx.log(`login storm: ${n} devices over WebSockets, ${ctx.opts.loginConcurrency} connecting at once per driver …`);
@@ -32,19 +72,9 @@ export async function loginStorm(ctx: Ctx): Promise<LoginPhase> {
   const results = await ctx.drivers.all<CallsResult>('login', { concurrency: ctx.opts.loginConcurrency });
   clearInterval(progress);
   const cost = m.stop();
-  const ok = results.reduce((a, r) => a + r.ok, 0);
-  const seconds = (Math.max(...results.map((r) => r.endUs)) - Math.min(...results.map((r) => r.startUs))) / 1e6;
-  const perSecond = ok / seconds;
-  const phase: LoginPhase = {
-    ...cost,
-    logins: ok,
-    failed: results.reduce((a, r) => a + r.failed, 0),
-    errors: results.flatMap((r) => r.errors).slice(0, 5),
-    loginsPerSecond: round(perSecond),
-    loginsPerSecondPerNode: round(perSecond / ctx.nodes.length),
-    latency: Histogram.merged(results.map((r) => r.hist)).summaryMs(),
-  };
-  ctx.log(`  ${ok} logged in (${phase.failed} failed) in ${round(seconds, 2)} s: ${phase.loginsPerSecond} logins/s, p99 ${phase.latency.p99Ms} ms`);
+  const { seconds, ...figures } = loginFigures(ctx, results);
+  const phase: LoginPhase = { ...cost, ...figures };
+  ctx.log(`  ${phase.logins} logged in (${phase.failed} failed) in ${round(seconds, 2)} s: ${phase.loginsPerSecond} logins/s, p99 ${phase.latency.p99Ms} ms`);
   if (phase.failed) ctx.log(`  errors: ${phase.errors.join(' | ')}`);
   return phase;
 }

@@ -23,6 +23,8 @@ export interface BenchOptions {
    */
   restSeconds: number;
   loginConcurrency: number;
+  /** Throwaway logins before the login storm, to warm the nodes and drivers up (0: none). */
+  warmUpLogins: number;
   failover: boolean;
   /** Storms to run after login and subscribe. */
   phases: string[];
