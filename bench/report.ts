@@ -141,6 +141,15 @@ export function phaseTable(r: Results): string {
     x.natsServerCpuSeconds === null ? '—' : `${num((x.natsServerCpuSeconds / x.wallSeconds) * 100)} %`,
   ];
   const lat = (l: { p50Ms: number; p99Ms: number; p999Ms: number }) => `${num(l.p50Ms, 2)} / ${num(l.p99Ms, 2)} / ${num(l.p999Ms, 2)}`;
+  const loginRow = (label: string, phase: LoginPhase, work: string, rate: string) => [
+    label,
+    num(phase.wallSeconds, 2),
+    `${num(phase.logins)} ${work} (${phase.failed} failed)`,
+    `${num(phase.loginsPerSecond)} ${rate}`,
+    lat(phase.latency),
+    ...cpu(phase),
+    '—',
+  ];
   const stormRow = (label: string, storm: StormPhase) => [
     label,
     num(storm.wallSeconds, 2),
@@ -163,10 +172,8 @@ export function phaseTable(r: Results): string {
       '—',
       '—',
     ],
-    ...(p.warmUp
-      ? [['warm-up (cold node)', num(p.warmUp.wallSeconds, 2), `${num(p.warmUp.logins)} logins and logouts (${p.warmUp.failed} failed)`, `${num(p.warmUp.loginsPerSecond)} login+logout/s`, lat(p.warmUp.latency), ...cpu(p.warmUp), '—']]
-      : []),
-    ['login storm', num(p.login.wallSeconds, 2), `${num(p.login.logins)} logins (${p.login.failed} failed)`, `${num(p.login.loginsPerSecond)} logins/s`, lat(p.login.latency), ...cpu(p.login), '—'],
+    ...(p.warmUp ? [loginRow('warm-up (cold node)', p.warmUp, 'logins and logouts', 'login+logout/s')] : []),
+    loginRow('login storm', p.login, 'logins', 'logins/s'),
     [
       'subscribe',
       num(p.subscribe.wallSeconds, 2),

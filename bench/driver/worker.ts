@@ -117,14 +117,39 @@ async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promi
   await Promise.all(lanes);
 }
 
+/** The warm-up's sockets, while their requests are in flight: the sweeper expires theirs too. */
+const warming = new Set<LeanSocket>();
+
 const sweeper = setInterval(() => {
   const now = Date.now();
   for (const socket of sockets.values()) if (socket.pendingCount) socket.expire(now, REQUEST_TIMEOUT_MS);
+  for (const socket of warming) if (socket.pendingCount) socket.expire(now, REQUEST_TIMEOUT_MS);
 }, 1_000);
 sweeper.unref();
 
 function errorText(answer: Answer): string {
   return `${answer.error?.code} ${answer.error?.desc}`;
+}
+
+/**
+ * Connects `socket` and logs it in as its user, counting the connect and login in `tally`.
+ * `hold` keeps the socket where the sweeper finds it before its login is sent. Undefined when
+ * it never connected.
+ */
+async function connectAndLogIn(socket: LeanSocket, url: string, login: { userSig: string; deviceId: string }, tally: CallTally, hold: () => void): Promise<Answer | undefined> {
+  const { sdkAppID } = init!;
+  const t0 = nowUs();
+  try {
+    await socket.connect(url);
+  } catch (error) {
+    tally.failedWith((error as Error).message);
+    return undefined;
+  }
+  hold();
+  const answer = await socket.request('login', { sdkAppID, userID: socket.userID, ...login, platform: 'linux' });
+  if (answer.ok) tally.succeeded(t0);
+  else tally.failedWith(errorText(answer));
+  return answer;
 }
 
 const handlers: Record<string, (args: Record<string, unknown>) => Promise<unknown>> = {
@@ -143,18 +168,8 @@ const handlers: Record<string, (args: Record<string, unknown>) => Promise<unknow
     const sigs = new Map(mine.map((i) => [i, genUserSig({ sdkAppID, secretKey, userID: userID(i), expire: 86_400 })]));
     const tally = new CallTally();
     await pool(mine, concurrency, async (i) => {
-      const t0 = nowUs();
       const socket = new LeanSocket(i, userID(i), events);
-      try {
-        await socket.connect(urls[i % urls.length]!);
-      } catch (error) {
-        tally.failedWith((error as Error).message);
-        return;
-      }
-      sockets.set(i, socket);
-      const answer = await socket.request('login', { sdkAppID, userID: userID(i), userSig: sigs.get(i), deviceId: `bench-${i}`, platform: 'linux' });
-      if (answer.ok) tally.succeeded(t0);
-      else tally.failedWith(errorText(answer));
+      await connectAndLogIn(socket, urls[i % urls.length]!, { userSig: sigs.get(i)!, deviceId: `bench-${i}` }, tally, () => sockets.set(i, socket));
     });
     return tally.result();
   },
@@ -173,21 +188,13 @@ const handlers: Record<string, (args: Record<string, unknown>) => Promise<unknow
     const sigs = new Map(ids.map((k) => [k, genUserSig({ sdkAppID, secretKey, userID: `warm-${k}`, expire: 86_400 })]));
     const tally = new CallTally();
     await pool(ids, concurrency, async (k) => {
-      const t0 = nowUs();
       const socket = new LeanSocket(-1 - k, `warm-${k}`, events);
-      try {
-        await socket.connect(urls[k % urls.length]!);
-      } catch (error) {
-        tally.failedWith((error as Error).message);
-        return;
-      }
-      const answer = await socket.request('login', { sdkAppID, userID: `warm-${k}`, userSig: sigs.get(k), deviceId: `warm-${k}`, platform: 'linux' });
-      if (answer.ok) tally.succeeded(t0);
-      else tally.failedWith(errorText(answer));
-      if (answer.ok) {
+      const answer = await connectAndLogIn(socket, urls[k % urls.length]!, { userSig: sigs.get(k)!, deviceId: `warm-${k}` }, tally, () => warming.add(socket));
+      if (answer?.ok) {
         const out = await socket.request('logout', {});
         if (!out.ok) tally.failedWith(`logout: ${errorText(out)}`);
       }
+      warming.delete(socket);
       socket.close();
     });
     return tally.result();
