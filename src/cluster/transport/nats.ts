@@ -9,6 +9,7 @@ import {
 import { Kvm } from '@nats-io/kv';
 import { NoRespondersError, RequestTimeoutError, TransportClosedError } from './errors.js';
 import { openNatsKv, type KvLog, type NatsKvBucket } from './natsKv.js';
+import { cancelSettledRequestsWithoutStacks } from './natsRequests.js';
 import { writeOncePerTurn, type HeldWrites } from './natsWrites.js';
 import type { KvBucket, KvOptions, MessageHandler, RequestHandler, Subscription, Transport } from './types.js';
 
@@ -68,6 +69,9 @@ export class NatsTransport implements Transport {
    * a node started before its NATS cluster simply waits for it.
    */
   static async connect(options: NatsTransportOptions): Promise<NatsTransport> {
+    if (!cancelSettledRequestsWithoutStacks()) {
+      options.log?.warn({}, 'this nats.js cannot cancel answered requests without building an Error each: requests cost more CPU');
+    }
     const nc = await connect({
       servers: options.servers,
       ...(options.name !== undefined ? { name: options.name } : {}),
