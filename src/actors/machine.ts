@@ -1,7 +1,7 @@
 import { and, assign, emit, enqueueActions, not, setup } from 'xstate';
 import { ErrorCode } from '../errors.js';
 import { isSelfQuery, recordCall, refusal, type StatusCall } from './callPolicy.js';
-import { earliestDeadline, expireDevices, forgetDropped, rememberDropped } from './devices.js';
+import { deviceRecord, earliestDeadline, expireDevices, forgetDropped, hasDevice, rememberDropped, withDevice, withoutDevice } from './devices.js';
 import { NO_SUBSCRIPTIONS, subscribe, unsubscribe } from './subscriptions.js';
 import { DEFAULT_LIMITS } from './types.js';
 import type {
@@ -33,7 +33,7 @@ const isDeviceEvent = (event: PresenceEvent): event is DeviceEvent => 'connId' i
 
 /** The connection that sent the event is the one the actor holds for that device. */
 const isKnownConnection = (context: PresenceContext, event: PresenceEvent): boolean =>
-  isDeviceEvent(event) && context.devices[event.deviceId]?.connId === event.connId;
+  isDeviceEvent(event) && hasDevice(context.devices, event.deviceId) && context.devices[event.deviceId]!.connId === event.connId;
 
 const requestIdOf = (event: PresenceEvent): string => ('requestId' in event && event.requestId) || '';
 
@@ -41,7 +41,7 @@ export function initialContext(input: PresenceInput): PresenceContext {
   return {
     sdkAppID: input.sdkAppID,
     userID: input.userID,
-    devices: {},
+    devices: deviceRecord(),
     droppedDevices: [],
     customStatus: '',
     version: 0,
@@ -118,7 +118,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
           heartbeatDeadline: clock.now() + event.policy.limits.heartbeatTimeoutMs,
         };
         return {
-          devices: { ...context.devices, [event.deviceId]: device },
+          devices: withDevice(context.devices, event.deviceId, device),
           droppedDevices: forgetDropped(context.droppedDevices, event.deviceId),
           retentionMs: event.policy.limits.subscriptionRetentionMs,
         };
@@ -128,19 +128,17 @@ export function createPresenceMachine(clock: Clock = systemClock) {
         const device = context.devices[event.deviceId]!;
         const heartbeatDeadline = clock.now() + event.policy.limits.heartbeatTimeoutMs;
         return {
-          devices: { ...context.devices, [event.deviceId]: { ...device, heartbeatDeadline } },
+          devices: withDevice(context.devices, event.deviceId, { ...device, heartbeatDeadline }),
           retentionMs: event.policy.limits.subscriptionRetentionMs,
         };
       }),
       removeLoggedOutDevice: assign(({ context, event }) => {
         const { deviceId } = event as DeviceEvent;
-        const { [deviceId]: _gone, ...devices } = context.devices;
-        return { devices, droppedDevices: forgetDropped(context.droppedDevices, deviceId) };
+        return { devices: withoutDevice(context.devices, deviceId), droppedDevices: forgetDropped(context.droppedDevices, deviceId) };
       }),
       removeDroppedDevice: assign(({ context, event }) => {
         const { deviceId } = event as DeviceEvent;
-        const { [deviceId]: _gone, ...devices } = context.devices;
-        return { devices, droppedDevices: rememberDropped(context.droppedDevices, [deviceId]) };
+        return { devices: withoutDevice(context.devices, deviceId), droppedDevices: rememberDropped(context.droppedDevices, [deviceId]) };
       }),
       closeTimedOutDevices: enqueueActions(({ context, enqueue }) => {
         for (const id of expireDevices(context.devices, clock.now()).expired) {
@@ -157,7 +155,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
           enqueue.emit({ type: 'kick', connId: device.connId, gatewayId: device.gatewayId, code: ErrorCode.USERSIG_REVOKED });
         }
       }),
-      forgetAllDevices: assign({ devices: {}, droppedDevices: [] }),
+      forgetAllDevices: assign(() => ({ devices: deviceRecord(), droppedDevices: [] })),
       bumpVersion: assign(({ context }) => ({ version: context.version + 1 })),
       becomeOnline: assign(({ context }) => ({
         version: context.version + 1,
@@ -260,7 +258,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
             // persisting it): answered again, and the connection is not kicked as its own replacement.
             { guard: 'isKnownConnection', target: 'online', reenter: true, actions: ['addDevice', 'replyOk'] },
             {
-              guard: ({ context, event }) => event.deviceId in context.devices,
+              guard: ({ context, event }) => hasDevice(context.devices, event.deviceId),
               target: 'online',
               reenter: true,
               actions: ['kickReplacedConnection', 'addDevice', 'replyOk'],

@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { createActor, type AnyActorScope, type AnyEventObject, type ExecutableActionObject, type SnapshotFrom } from 'xstate';
 import { createPresenceMachine, initialContext, type Clock, type PresenceMachine } from './machine.js';
+import { deviceRecord } from './devices.js';
 import { publicStatus } from './publicStatus.js';
 import { storedSubscriptions } from './subscriptions.js';
 import type { ActorEmitted, ActorKick, ActorReply, PresenceContext, PresenceEvent, UserStatus } from './types.js';
@@ -183,7 +184,11 @@ export class UserActor {
     this.observer = options.observer ?? NO_OBSERVER;
     if (options.snapshot) {
       const stored = options.snapshot;
-      const context = { ...stored.context, subscriptions: storedSubscriptions(stored.context.subscriptions) };
+      const context = {
+        ...stored.context,
+        devices: deviceRecord(stored.context.devices),
+        subscriptions: storedSubscriptions(stored.context.subscriptions),
+      };
       this.snapshot = this.pure.machine.resolveState({ value: stored.value as never, context });
       this.last = publicStatus(this.context);
       // A stored snapshot carries no timers: re-entering the state re-arms them with the time left.

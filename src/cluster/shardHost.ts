@@ -23,6 +23,9 @@ import type { KvBucket, Subscription, Transport } from './transport/types.js';
 import { shardOf } from './shards.js';
 import { StatusBatcher } from './statusBatcher.js';
 
+/** Settles a user's queue after one command, whatever the command's outcome. */
+const settled = (): void => undefined;
+
 interface Resident {
   actor: UserActor;
   sdkAppID: number;
@@ -39,8 +42,12 @@ interface Resident {
   /** Changed since its last snapshot write (only with `writeBehind`). */
   unwritten: boolean;
   friends: string[];
-  /** Commands and timer transitions of one user run one at a time, in order. */
-  queue: Promise<unknown>;
+  /**
+   * Commands and timer transitions of one user run one at a time, in order. It settles with
+   * nothing: a queue that settled with its last command's answer held that answer (a query's
+   * statuses, say) for as long as the user stayed idle.
+   */
+  queue: Promise<void>;
   /** Clock time until which its transitions are published for a dashboard watching it. */
   inspectedUntil: number;
   /** Webhook events not yet taken by the app server, oldest first; durable with the snapshot. */
@@ -488,7 +495,7 @@ export class ShardHost {
       await this.write(resident);
       if (this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
     });
-    resident.queue = run.catch(() => undefined);
+    resident.queue = run.then(settled, settled);
     await run;
   }
 
@@ -597,7 +604,7 @@ export class ShardHost {
     const run = resident.queue.then(() =>
       resident.timerTransitions?.length ? this.commitTimerTransitions(resident).then(runWork) : runWork(),
     );
-    resident.queue = run.catch(() => undefined);
+    resident.queue = run.then(settled, settled);
     return run;
   }
 

@@ -26,7 +26,9 @@ export class Watchers<T> implements Iterable<T> {
     const list = this.list!;
     if (list.includes(watcher)) return;
     if (list.length < LIST_MAX) {
-      list.push(watcher);
+      // A new list of the exact length: one grown by push keeps V8's slack, half again its
+      // length plus 16 slots (77 for 50 watchers: 216 B per watched user), for good.
+      this.list = list.concat(watcher);
       return;
     }
     this.set = new Set(list).add(watcher);

@@ -58,6 +58,13 @@ export interface GatewayDeps {
 const connectionOf = (socket: WebSocket): Connection => (socket as DeviceSocket).connection!;
 
 /**
+ * A random UUID held as one flat string. Node joins `randomUUID()` from 21 pieces, and V8 keeps
+ * the result as the tree of its pieces: 482 B of heap for 36 characters, against 58 B flat, for
+ * as long as the connection lives (its id is held by the gateway and by the user's device).
+ */
+const flatUUID = (): string => Buffer.from(randomUUID(), 'latin1').toString('latin1');
+
+/**
  * The WebSocket endpoint for devices: decodes and validates frames, checks UserSigs,
  * forwards calls to the user's shard, and delivers pushes and kicks to sockets.
  */
@@ -126,7 +133,7 @@ export class Gateway {
   }))(this);
 
   private accept(ws: DeviceSocket, socket: Duplex): void {
-    const connection = new Connection(randomUUID(), ws, socket, this.outbox, this.heartbeatTimedOut);
+    const connection = new Connection(flatUUID(), ws, socket, this.outbox, this.heartbeatTimedOut);
     this.connections.set(connection.connId, connection);
     connection.touch(LOGIN_GRACE_MS);
     ws.on('message', this.socketListeners.message);
@@ -270,7 +277,7 @@ export class Gateway {
       if (error instanceof UserSigError) throw new PresenceError(error.code, error.message);
       throw error;
     }
-    const deviceId = login.deviceId ?? randomUUID();
+    const deviceId = login.deviceId ?? flatUUID();
     const command: ShardCommand = {
       op: 'login',
       app: app.sdkAppID,

@@ -119,6 +119,25 @@ describe('machine - status model', () => {
     expect(Object.keys(actor.context.devices).sort()).toEqual(['d1', 'd2']);
   });
 
+  it('machine - a deviceId named like a member of Object.prototype is a device like any other', () => {
+    const { actor, clock } = makeActor();
+    login(actor, 'd1');
+    const second = login(actor, 'constructor');
+    expect(second.reply).toMatchObject({ ok: true });
+    expect(second.kicks).toEqual([]);
+    expect(refusedCode(logout(actor, 'toString', 'c9').reply)).toBe(ErrorCode.NOT_LOGGED_IN);
+    expect(Object.keys(actor.context.devices).sort()).toEqual(['constructor', 'd1']);
+    clock.increment(1_000);
+    heartbeat(actor, 'constructor');
+    const named: string = 'constructor';
+    expect(actor.context.devices[named]?.heartbeatDeadline).toBe(T0 + 1_000 + 400_000);
+    // Every record of devices the actor makes inherits nothing (see src/actors/devices.ts).
+    expect('toString' in actor.context.devices).toBe(false);
+    expect(logout(actor, 'constructor').reply).toMatchObject({ ok: true });
+    expect('toString' in actor.context.devices).toBe(false);
+    expect(Object.keys(actor.context.devices)).toEqual(['d1']);
+  });
+
   it('machine - with two devices, one dropping leaves the user ONLINE', () => {
     const { actor } = makeActor();
     login(actor, 'd1');

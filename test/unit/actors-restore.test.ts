@@ -171,6 +171,16 @@ describe('restore - behaviour after restoring', () => {
     expect(stranger.reply).toMatchObject({ ok: false, code: ErrorCode.NOT_LOGGED_IN });
   });
 
+  it('restore - devices stored as an ordinary object come back inheriting nothing, so a deviceId `toString` is not taken for one', () => {
+    const { actor } = original();
+    login(actor, 'd1', 'c1');
+    const { actor: copy } = restored(viaJson(actor.persistedSnapshot()), T0);
+    expect('toString' in copy.context.devices).toBe(false);
+    const res = login(copy, 'toString', 'c2');
+    expect(res.kicks).toEqual([]);
+    expect(Object.keys(copy.context.devices).sort()).toEqual(['d1', 'toString']);
+  });
+
   it('restore - the restored actor keeps the rate window', () => {
     const { actor } = original();
     login(actor, 'd1', 'c1');
