@@ -25,10 +25,7 @@ const NO_DEVICES: Readonly<Record<string, Device>> = Object.freeze(newRecord());
 
 /** `devices` (for one restored from storage: an ordinary object) as a record of the kind above. */
 export function deviceRecord(devices: Readonly<Record<string, Device>> = NO_DEVICES): Record<string, Device> {
-  if (devices instanceof DeviceRecord) return devices as Record<string, Device>;
-  const record = newRecord();
-  for (const deviceId of Object.keys(devices)) record[deviceId] = devices[deviceId]!;
-  return record;
+  return devices instanceof DeviceRecord ? (devices as Record<string, Device>) : copied(devices);
 }
 
 export function hasDevice(devices: Readonly<Record<string, Device>>, deviceId: string): boolean {
@@ -36,15 +33,18 @@ export function hasDevice(devices: Readonly<Record<string, Device>>, deviceId: s
 }
 
 export function withDevice(devices: Readonly<Record<string, Device>>, deviceId: string, device: Device): Record<string, Device> {
-  const next = newRecord();
-  for (const id of Object.keys(devices)) next[id] = devices[id]!;
+  const next = copied(devices);
   next[deviceId] = device;
   return next;
 }
 
 export function withoutDevice(devices: Readonly<Record<string, Device>>, deviceId: string): Record<string, Device> {
+  return copied(devices, deviceId);
+}
+
+function copied(devices: Readonly<Record<string, Device>>, leaving?: string): Record<string, Device> {
   const next = newRecord();
-  for (const id of Object.keys(devices)) if (id !== deviceId) next[id] = devices[id]!;
+  for (const id of Object.keys(devices)) if (id !== leaving) next[id] = devices[id]!;
   return next;
 }
 

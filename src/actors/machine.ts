@@ -33,7 +33,7 @@ const isDeviceEvent = (event: PresenceEvent): event is DeviceEvent => 'connId' i
 
 /** The connection that sent the event is the one the actor holds for that device. */
 const isKnownConnection = (context: PresenceContext, event: PresenceEvent): boolean =>
-  isDeviceEvent(event) && hasDevice(context.devices, event.deviceId) && context.devices[event.deviceId]!.connId === event.connId;
+  isDeviceEvent(event) && context.devices[event.deviceId]?.connId === event.connId;
 
 const requestIdOf = (event: PresenceEvent): string => ('requestId' in event && event.requestId) || '';
 
