@@ -90,7 +90,7 @@ export interface PresenceClientOptions {
 /** Options of `login`. */
 export interface LoginOptions {
   /**
-   * Names this device (1–64 bytes of `[A-Za-z0-9_.:-]`). A second login with the same id
+   * Names this device (1–64 bytes of `[A-Za-z0-9_.:-]`, not `__proto__`). A second login with the same id
    * replaces the first, which gets `onKickedOffline` (6208). Default: the server picks a random
    * one, which the client then reuses for its reconnects.
    */

@@ -87,6 +87,9 @@ export function validateLogin(args: unknown): Required<Omit<LoginArgs, 'deviceId
   if (deviceId !== undefined && (typeof deviceId !== 'string' || !DEVICE_ID.test(deviceId))) {
     throw invalidParameters(`deviceId must be 1-64 characters of [A-Za-z0-9_.:-], got ${describe(deviceId)}`);
   }
+  // A user's stored snapshot keys its devices by id, and msgpack readers (msgpackr) rename this
+  // one key as a guard against prototype pollution: the device would come back under another id.
+  if (deviceId === '__proto__') throw invalidParameters('deviceId __proto__ is reserved');
   if (platform !== undefined && !PLATFORMS.includes(platform as Platform)) {
     throw invalidParameters(`platform must be one of ${PLATFORMS.join(', ')}, got ${describe(platform)}`);
   }

@@ -310,7 +310,7 @@ describe('badInput', () => {
 
   it('badInput - an invalid deviceId or platform is refused with 6017', async () => {
     const socket = await open(0);
-    for (const extra of [{ deviceId: 'a b' }, { deviceId: 'd'.repeat(65) }, { deviceId: '' }, { deviceId: 7 }, { platform: 'amiga' }]) {
+    for (const extra of [{ deviceId: 'a b' }, { deviceId: 'd'.repeat(65) }, { deviceId: '' }, { deviceId: 7 }, { deviceId: '__proto__' }, { platform: 'amiga' }]) {
       expectRefused(await socket.request('login', loginArgs('bi22-alice', app, extra)));
     }
     expect((await deployment.admin.status(app.sdkAppID, ['bi22-alice']))[0]).toMatchObject({ statusType: UserStatusType.UNLOGINED });
