@@ -6,9 +6,9 @@ export const MAX_DROPPED_DEVICES = 32;
 /**
  * A user's devices by deviceId are always held in a record made by the functions below: an
  * object of its own constructor, whose prototype has no members. For two reasons:
- * - a deviceId may be `constructor` or `toString` (docs/protocol.md allows [A-Za-z0-9_.:-]), and must
- *   not find Object.prototype's members: taken for a device already logged in, such a login
- *   kicked a "replaced" connection that did not exist;
+ * - a deviceId may be `constructor` or `toString` (docs/protocol.md allows [A-Za-z0-9_.:-]),
+ *   and must not find Object.prototype's members: taken for a device already logged in, such a
+ *   login kicked a "replaced" connection that did not exist;
  * - deviceIds are unique per device, and each one used as a key of an ordinary object adds a
  *   transition to V8's hidden class of `{}`. Past 1 536 of them, every object the process then
  *   builds from `{}` (the rate windows, decoded messages) gets a hidden class of its own: about

@@ -489,14 +489,12 @@ export class ShardHost {
     const resident = this.residents.get(key);
     const app = resident && this.deps.apps.get(resident.sdkAppID);
     if (!resident || !app) return;
-    const run = resident.queue.then(async () => {
+    await this.queued(resident, async () => {
       if (this.residents.get(key) !== resident || resident.outbox[0]?.id !== eventId) return;
       resident.outbox = resident.outbox.slice(1);
       await this.write(resident);
       if (this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
     });
-    resident.queue = run.then(settled, settled);
-    await run;
   }
 
   private nextWebhook(key: string): PendingWebhook | undefined {
@@ -601,9 +599,14 @@ export class ShardHost {
       const current = this.residents.get(userKey(app.sdkAppID, userID));
       return current === resident ? work(resident) : this.withResident(app, userID, work);
     };
-    const run = resident.queue.then(() =>
+    return this.queued(resident, () =>
       resident.timerTransitions?.length ? this.commitTimerTransitions(resident).then(runWork) : runWork(),
     );
+  }
+
+  /** Runs `work` after everything queued for the user before it, and returns its outcome. */
+  private queued<T>(resident: Resident, work: () => Promise<T>): Promise<T> {
+    const run = resident.queue.then(work);
     resident.queue = run.then(settled, settled);
     return run;
   }
