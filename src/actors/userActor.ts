@@ -99,6 +99,8 @@ interface PureMachine {
    * makes thousands of actors a second).
    */
   freshValue: unknown;
+  /** A snapshot per state value, resolved once; see `UserActor.at`. */
+  resolved: Map<string, PresenceSnapshot>;
 }
 
 const machines = new WeakMap<Clock, PureMachine>();
@@ -121,13 +123,38 @@ function machineFor(clock: Clock): PureMachine {
       stopChild: () => undefined,
       actionExecutor: (action) => void actions.push(action),
     };
-    pure = { machine, scope, actions, freshValue: undefined };
+    pure = { machine, scope, actions, freshValue: undefined, resolved: new Map() };
     const input = { sdkAppID: 0, userID: '' };
     const [probe, left] = collecting(pure, (probeScope) => machine.getInitialSnapshot(probeScope, input));
     if (leaveNothingToDo(left) && isDeepStrictEqual(probe.context, initialContext(input))) pure.freshValue = probe.value;
     machines.set(clock, pure);
   }
   return pure;
+}
+
+/**
+ * The machine's snapshot at `value`, with a placeholder context: one object per state value,
+ * shared by every actor in that state, as are its `_nodes`, `tags`, `children` and
+ * `historyValue`, which xstate only ever replaces, never changes.
+ */
+function resolvedAt(pure: PureMachine, value: unknown): PresenceSnapshot {
+  const key = stateKey(value);
+  let snapshot = pure.resolved.get(key);
+  if (!snapshot) {
+    snapshot = pure.machine.resolveState({ value: value as never, context: PLACEHOLDER_CONTEXT });
+    pure.resolved.set(key, snapshot);
+  }
+  return snapshot;
+}
+
+const PLACEHOLDER_CONTEXT = Object.freeze({}) as PresenceContext;
+
+/** A state value as text, e.g. `online` or `offline(idle)`. */
+function stateKey(value: unknown): string {
+  if (typeof value === 'string') return value;
+  let key = '';
+  for (const name in value as Record<string, unknown>) key += `${name}(${stateKey((value as Record<string, unknown>)[name])})`;
+  return key;
 }
 
 /** Whether `actions` are only timers armed and cancelled again: nothing emitted, nothing left scheduled. */
@@ -170,10 +197,15 @@ export class UserActor {
   private readonly pure: PureMachine;
   private readonly observer: ActorObserver;
   private readonly timers: TimerClock;
-  private snapshot: PresenceSnapshot;
+  /**
+   * The machine's snapshot at this actor's state value, shared with every actor there
+   * (`resolvedAt`); the actor's own snapshot is it with `context`. xstate's snapshot
+   * object with its `tags` Set, `_nodes`, `children` and `historyValue` cost ~430 B per user.
+   */
+  private at: PresenceSnapshot;
+  private ctx: PresenceContext;
   /** Pending delayed events by id (`xstate.after.…`), as the actor's timers. */
   private pending: Map<string, unknown> | undefined;
-  private last: UserStatus;
   private stopped = false;
 
   constructor(options: UserActorOptions) {
@@ -189,29 +221,28 @@ export class UserActor {
         devices: deviceRecord(stored.context.devices),
         subscriptions: storedSubscriptions(stored.context.subscriptions),
       };
-      this.snapshot = this.pure.machine.resolveState({ value: stored.value as never, context });
-      this.last = publicStatus(this.context);
+      this.at = resolvedAt(this.pure, this.pure.machine.resolveState({ value: stored.value as never, context }).value);
+      this.ctx = context;
       // A stored snapshot carries no timers: re-entering the state re-arms them with the time left.
       this.step({ type: 'RESUME' });
     } else if (this.pure.freshValue !== undefined) {
-      const context = initialContext({ sdkAppID: options.sdkAppID, userID: options.userID });
-      this.snapshot = this.pure.machine.resolveState({ value: this.pure.freshValue as never, context });
-      this.last = publicStatus(this.context);
+      this.at = resolvedAt(this.pure, this.pure.freshValue);
+      this.ctx = initialContext({ sdkAppID: options.sdkAppID, userID: options.userID });
     } else {
       const input = { sdkAppID: options.sdkAppID, userID: options.userID };
       const [snapshot, actions] = collecting(this.pure, (scope) => this.pure.machine.getInitialSnapshot(scope, input));
-      this.snapshot = snapshot;
-      this.last = publicStatus(this.context);
+      this.at = resolvedAt(this.pure, snapshot.value);
+      this.ctx = snapshot.context;
       this.run(actions);
     }
   }
 
   get context(): PresenceContext {
-    return this.snapshot.context;
+    return this.ctx;
   }
 
   get state(): unknown {
-    return this.snapshot.value;
+    return this.at.value;
   }
 
   get status(): UserStatus {
@@ -219,15 +250,16 @@ export class UserActor {
   }
 
   step(event: PresenceEvent): StepResult {
+    const before = this.status;
     const { reply, kicks } = this.process(event);
-    const result: StepResult = this.collect(kicks);
+    const result: StepResult = this.collect(before, kicks);
     if (reply) result.reply = reply;
     return result;
   }
 
   /** A JSON-safe snapshot that a `UserActor` on any node can be restored from. */
   persistedSnapshot(): StoredSnapshot {
-    return { value: this.snapshot.value, context: this.snapshot.context };
+    return { value: this.state, context: this.ctx };
   }
 
   stop(): void {
@@ -237,11 +269,13 @@ export class UserActor {
   }
 
   private process(event: AnyEventObject): { reply?: ActorReply; kicks: ActorKick[] } {
-    const from = this.snapshot.value;
-    const [next, actions] = collecting(this.pure, (scope) => this.pure.machine.transition(this.snapshot, event as PresenceEvent, scope));
-    this.snapshot = next;
+    const from = this.state;
+    const snapshot = { ...this.at, context: this.ctx };
+    const [next, actions] = collecting(this.pure, (scope) => this.pure.machine.transition(snapshot, event as PresenceEvent, scope));
+    this.at = resolvedAt(this.pure, next.value);
+    this.ctx = next.context;
     const emitted = this.run(actions);
-    this.observer.onProcessed?.(this, { event: event.type, from, to: next.value, context: next.context });
+    this.observer.onProcessed?.(this, { event: event.type, from, to: this.state, context: this.ctx });
     return emitted;
   }
 
@@ -271,6 +305,7 @@ export class UserActor {
     const timer = this.timers.setTimeout(() => {
       this.pending?.delete(id);
       if (this.stopped) return;
+      const before = this.status;
       let kicks: ActorKick[];
       try {
         ({ kicks } = this.process(event));
@@ -278,7 +313,7 @@ export class UserActor {
         this.observer.onTimerError?.(this, error);
         return;
       }
-      this.observer.onTimerTransition?.(this, this.collect(kicks));
+      this.observer.onTimerTransition?.(this, this.collect(before, kicks));
     }, delay!);
     (this.pending ??= new Map()).set(id, timer);
   }
@@ -290,10 +325,8 @@ export class UserActor {
     this.pending!.delete(id);
   }
 
-  private collect(kicks: ActorKick[]): Transition {
-    const before = this.last;
-    const after = publicStatus(this.context);
-    this.last = after;
+  private collect(before: UserStatus, kicks: ActorKick[]): Transition {
+    const after = this.status;
     return { before, after, state: this.state, context: this.context, kicks };
   }
 }

@@ -119,6 +119,30 @@ describe('machine - status model', () => {
     expect(Object.keys(actor.context.devices).sort()).toEqual(['d1', 'd2']);
   });
 
+  it('machine - actors of one machine in the same state keep their own context and timers', () => {
+    // One clock, so one machine: both actors stand on the same resolved snapshot of `online`.
+    const clock = new SimulatedClock();
+    clock.set(T0);
+    const timers: string[] = [];
+    const observer = { onTimerTransition: (a: UserActor, t: Transition) => void timers.push(`${a.context.userID}:${t.after.statusType}`) };
+    const alice = new UserActor({ sdkAppID: APP, userID: 'alice', clock, observer });
+    const bob = new UserActor({ sdkAppID: APP, userID: 'bob', clock, observer });
+    login(alice, 'a1');
+    login(bob, 'b1', 'b1-c1', policy({}, { heartbeatTimeoutMs: 60_000 }));
+    expect(alice.state).toEqual(bob.state);
+    expect(setStatus(alice, 'a1', 'in a call').after).toMatchObject({ userID: 'alice', customStatus: 'in a call', version: 2 });
+    expect(bob.status).toMatchObject({ userID: 'bob', customStatus: '', version: 1 });
+    expect(Object.keys(bob.context.devices)).toEqual(['b1']);
+    clock.increment(60_000);
+    expect(timers).toEqual([`bob:${UserStatusType.OFFLINE}`]);
+    expect(bob.status.statusType).toBe(UserStatusType.OFFLINE);
+    expect(alice.status).toMatchObject({ statusType: UserStatusType.ONLINE, customStatus: 'in a call' });
+    expect(alice.state).toBe('online');
+    expect(alice.persistedSnapshot()).toEqual({ value: 'online', context: alice.context });
+    expect(bob.persistedSnapshot().value).toEqual(bob.state);
+    expect(bob.state).not.toEqual(alice.state);
+  });
+
   it('machine - a deviceId named like a member of Object.prototype is a device like any other', () => {
     const { actor, clock } = makeActor();
     login(actor, 'd1');
