@@ -221,7 +221,7 @@ export function memoryLine(r: Results): string {
   return (
     `memory per online user (${num(m.onlineUsers)} online, connections and ${r.summary.subs} subscriptions each included): ` +
     `RSS ${num(m.rssBytesPerOnlineUser)} B, heap ${num(m.heapBytesPerOnlineUser)} B, heap+external ${num(m.heapAndExternalBytesPerOnlineUser)} B` +
-    (m.forcedGc ? ' (after a full GC)' : ' (no GC forced: a forced full GC would fence a clustered node)') +
+    (m.forcedGc ? ' (after a full GC)' : ' (no GC forced)') +
     (m.atRest
       ? `; at rest, after ${m.atRest.idleSeconds} s idle: RSS ${num(m.atRest.rssBytesPerOnlineUser)} B, heap ${num(m.atRest.heapBytesPerOnlineUser)} B`
       : '')

@@ -240,8 +240,8 @@ async function main(): Promise<void> {
     const login = await loginStorm(ctx);
     const subscribe = await subscribeGraph(ctx, Math.min(1_000, Math.max(100, w.subs)));
     const after = await serverMemory(ctx);
-    const memory = memoryPerUser(before, after, login.logins, opts.mode === 'embedded');
-    log(`memory: ${memory.rssBytesPerOnlineUser} B RSS, ${memory.heapBytesPerOnlineUser} B heap per online user (${memory.forcedGc ? 'after a full GC' : 'no GC forced'})`);
+    const memory = memoryPerUser(before, after, login.logins);
+    log(`memory: ${memory.rssBytesPerOnlineUser} B RSS, ${memory.heapBytesPerOnlineUser} B heap per online user (after a full GC)`);
     if (opts.restSeconds > 0) {
       log(`memory at rest: leaving the nodes idle for ${opts.restSeconds} s …`);
       await sleep(opts.restSeconds * 1000);
