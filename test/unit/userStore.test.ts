@@ -53,6 +53,25 @@ describe('user store', () => {
     expect(after.version).toBeGreaterThan(online.version);
   });
 
+  it('user store - the subscriptions and rate windows are stored as the actor holds them, and saving leaves the actor\'s own lists alone', async () => {
+    const { store, actor, save } = setup();
+    actor.step({ type: 'LOGIN', requestId: 'r1', gatewayId: 'gw', platform: 'web', ...device });
+    actor.step({ type: 'SUBSCRIBE', requestId: 'r2', userIDs: ['bob', 'carol'], ...device });
+    actor.step({ type: 'QUERY', requestId: 'r3', userIDs: ['bob'], ...device });
+    const { subscriptions, rateWindows } = actor.context;
+    const held = { subscriptions: structuredClone(subscriptions), rateWindows: structuredClone(rateWindows) };
+    expect(Object.keys(rateWindows).sort()).toEqual(['getUserStatus', 'subscribeUserStatus']);
+    await save();
+    // The encoder was handed copies: the actor's lists are the same arrays, unchanged.
+    expect(actor.context.subscriptions).toBe(subscriptions);
+    expect(actor.context.rateWindows).toBe(rateWindows);
+    expect({ subscriptions, rateWindows }).toEqual(held);
+    const loaded = await store.load(APP, 'alice');
+    expect(loaded!.snapshot.context.subscriptions).toEqual(held.subscriptions);
+    expect(loaded!.snapshot.context.rateWindows).toEqual(held.rateWindows);
+    expect(loaded!.snapshot.context.devices).toEqual(actor.context.devices);
+  });
+
   it('user store - the status of another app\'s user of the same userID is its own', async () => {
     const { store, actor, save } = setup();
     actor.step({ type: 'LOGIN', requestId: 'r1', gatewayId: 'gw', platform: 'web', ...device });

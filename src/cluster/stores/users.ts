@@ -1,5 +1,5 @@
 import { publicStatus } from '../../actors/publicStatus.js';
-import { UserStatusType, type UserStatus } from '../../actors/types.js';
+import { UserStatusType, type RateLimitedCall, type RateWindows, type UserStatus } from '../../actors/types.js';
 import type { StoredSnapshot } from '../../actors/userActor.js';
 import { decodeFirst, decodeSequence, encodeSequence } from '../codec.js';
 import { userKey } from '../subjects.js';
@@ -33,6 +33,28 @@ type Leading = UserStatus | UserRecord | StoredSnapshot;
 const statusOfSnapshot = (snapshot: StoredSnapshot): UserStatus => publicStatus(snapshot.context);
 
 /**
+ * The snapshot with its lists of times (the subscriptions' and the rate windows') copied for the
+ * encoder. msgpackr's array encoder, once optimised, reads arrays of doubles and arrays of
+ * anything at one site, and V8 makes such a site monomorphic by turning each array of doubles it
+ * reads into an array of boxed numbers, in place: the actor's own list of 50 subscription times
+ * then held 50 heap numbers more (~700 B per user on a node that writes every change). The copies
+ * are turned instead, and dropped with the encoding; encoding measured no slower.
+ */
+function withTimesCopied(snapshot: StoredSnapshot): StoredSnapshot {
+  const { subscriptions, rateWindows } = snapshot.context;
+  const windows: RateWindows = {};
+  for (const call of Object.keys(rateWindows) as RateLimitedCall[]) windows[call] = rateWindows[call]!.slice();
+  return {
+    value: snapshot.value,
+    context: {
+      ...snapshot.context,
+      subscriptions: { userIDs: subscriptions.userIDs, subscribedAt: subscriptions.subscribedAt.slice() },
+      rateWindows: windows,
+    },
+  };
+}
+
+/**
  * Durable user state: a `users` value is the user's public status, then the record
  * (the actor's snapshot and its outbox), two msgpack values back to back, written by
  * one compare-and-set on the revision the actor was loaded at, so a stale owner cannot
@@ -62,7 +84,7 @@ export class UserStore {
    */
   async save(sdkAppID: number, status: UserStatus, snapshot: StoredSnapshot, outbox: WebhookEvent[], revision: number): Promise<number> {
     const key = userKey(sdkAppID, status.userID);
-    const record: UserRecord = { snapshot, outbox };
+    const record: UserRecord = { snapshot: withTimesCopied(snapshot), outbox };
     const value = encodeSequence(status, record);
     return revision === 0 ? this.users.create(key, value) : this.users.update(key, value, revision);
   }
