@@ -188,7 +188,7 @@ const NO_OBSERVER: ActorObserver = {};
 /**
  * A user presence actor with a synchronous request API: `step` runs one event through
  * the machine and returns the reply and the status before and after it. It holds only
- * the machine's snapshot and its pending timers, and runs events through the machine's
+ * its context, its state's shared snapshot and its pending timers, and runs events through the machine's
  * pure transition function: a live xstate actor (its own actor system, mailbox, listeners) cost
  * about twice the memory per user. Transitions made by the actor's own timers are
  * reported to its observer's `onTimerTransition`.
