@@ -14,6 +14,12 @@ interface Interest {
   version: number;
 }
 
+/** A target of subscribe calls running on this node that nobody here watches yet. */
+interface Arriving {
+  userID: string;
+  calls: number;
+}
+
 interface AppInterest {
   subscription: Subscription;
   /** Watched users of the app on this node, by userID. */
@@ -33,6 +39,7 @@ interface AppInterest {
  */
 export class FanOut {
   private readonly apps = new Map<number, AppInterest>();
+  private readonly arriving = new Map<number, Map<string, Arriving>>();
   private watchedUsers = 0;
 
   constructor(
@@ -54,12 +61,43 @@ export class FanOut {
   }
 
   /**
-   * `userID` as the string this node already holds for it when someone here watches the
-   * user: a subscription list built from it shares that copy, where one decoded from the
-   * call would be a copy of its own in each of the (up to hundreds of) lists naming it.
+   * A subscribe call's targets as the strings this node already holds for them: a watched
+   * user's own copy, or the copy another subscribe call still running here brought. A list
+   * built from them shares those, where one decoded from the call would be a copy of its own
+   * in each of the (up to hundreds of) lists naming the user. On NATS a list's interest is
+   * taken only once its write is done, so calls running together would not find each other's
+   * copies among the watched users. `release` ends the call's share, after its interest is taken.
    */
-  sharedUserID(sdkAppID: number, userID: string): string {
-    return this.apps.get(sdkAppID)?.users.get(userID)?.userID ?? userID;
+  shareTargets(sdkAppID: number, userIDs: readonly string[]): { userIDs: string[]; release(): void } {
+    const watched = this.apps.get(sdkAppID)?.users;
+    let arriving = this.arriving.get(sdkAppID);
+    const counted: Arriving[] = [];
+    const shared = userIDs.map((userID) => {
+      const interest = watched?.get(userID);
+      if (interest) return interest.userID;
+      if (!arriving) this.arriving.set(sdkAppID, (arriving = new Map()));
+      let entry = arriving.get(userID);
+      if (!entry) arriving.set(userID, (entry = { userID, calls: 0 }));
+      entry.calls++;
+      counted.push(entry);
+      return entry.userID;
+    });
+    const release = (): void => {
+      const entries = this.arriving.get(sdkAppID);
+      for (const entry of counted.splice(0)) {
+        if (--entry.calls > 0 || !entries) continue;
+        entries.delete(entry.userID);
+        if (entries.size === 0) this.arriving.delete(sdkAppID);
+      }
+    };
+    return { userIDs: shared, release };
+  }
+
+  /** Targets of subscribe calls running now, by app: at most the calls in flight times their targets. */
+  get arrivingCount(): number {
+    let count = 0;
+    for (const entries of this.arriving.values()) count += entries.size;
+    return count;
   }
 
   /** Number of watched users on this node. */

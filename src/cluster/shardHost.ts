@@ -321,9 +321,21 @@ export class ShardHost {
       // Nothing public changes with it, and its context is persisted with the call's.
       resident.actor.step(toEvent({ op: 'heartbeat', app: command.app, user: command.user, deviceId: command.deviceId, connId: command.connId }, app));
     }
-    const result = resident.actor.step(toEvent(this.withSharedUserIDs(command), app));
-    const replaced = command.op === 'login' && result.kicks.some((k) => k.code === ErrorCode.KICKED_BY_SAME_DEVICE);
-    await this.commit(resident, app, result, command.op === 'heartbeat', replaced ? [command.platform] : []);
+    let shared: ReturnType<FanOut['shareTargets']> | undefined;
+    let stepped = command;
+    if (command.op === 'subscribe') {
+      shared = this.deps.fanout().shareTargets(command.app, command.userIDs);
+      stepped = { ...command, userIDs: shared.userIDs };
+    }
+    let result: StepResult;
+    try {
+      result = resident.actor.step(toEvent(stepped, app));
+      const replaced = command.op === 'login' && result.kicks.some((k) => k.code === ErrorCode.KICKED_BY_SAME_DEVICE);
+      await this.commit(resident, app, result, command.op === 'heartbeat', replaced ? [command.platform] : []);
+    } finally {
+      // After the commit, which took the list's interest: later calls find the watched user's copy.
+      shared?.release();
+    }
     const reply = result.reply;
     if (reply && !reply.ok) return refused(reply.code, reply.desc, reply.retryAfterMs);
     if (command.op === 'login') {
@@ -340,12 +352,6 @@ export class ShardHost {
     }
   }
 
-  /** A subscribe call with its targets' IDs as the fan-out holds them (one copy per watched user, not one per list). */
-  private withSharedUserIDs<C extends Exclude<ShardCommand, { op: 'inspect' }>>(command: C): C {
-    if (command.op !== 'subscribe') return command;
-    const fanout = this.deps.fanout();
-    return { ...command, userIDs: command.userIDs.map((userID) => fanout.sharedUserID(command.app, userID)) };
-  }
 
   /**
    * Makes a transition durable, then tells the world: the snapshot write comes

@@ -46,17 +46,36 @@ function node() {
 describe('fanout', () => {
   // Which copy of the string comes back is not observable from JavaScript (the benchmark's heap per
   // online user measures that); this checks that sharing never changes which user a list names.
-  it('fanout - a subscribe call\'s target shared with the fan-out names the same user, watched here or not', () => {
+  it('fanout - a subscribe call\'s targets shared with the fan-out name the same users, watched here or not', () => {
     const { fanout, follow } = node();
     const held = ['al', 'ice'].join('');
     follow(APP, 'w1', [], [held]);
-    expect(fanout.sharedUserID(APP, ['a', 'lice'].join(''))).toBe(held);
-    expect(fanout.sharedUserID(OTHER_APP, 'alice')).toBe('alice');
-    expect(fanout.sharedUserID(APP, 'bob')).toBe('bob');
+    const first = fanout.shareTargets(APP, [['a', 'lice'].join(''), 'bob']);
+    expect(first.userIDs).toEqual(['alice', 'bob']);
+    expect(fanout.shareTargets(OTHER_APP, ['alice']).userIDs).toEqual(['alice']);
     follow(APP, 'w2', [], ['bob', 'carol']);
-    expect(['bob', 'carol', 'dave'].map((id) => fanout.sharedUserID(APP, id))).toEqual(['bob', 'carol', 'dave']);
+    expect(fanout.shareTargets(APP, ['bob', 'carol', 'dave']).userIDs).toEqual(['bob', 'carol', 'dave']);
     follow(APP, 'w1', [held], []);
-    expect(fanout.sharedUserID(APP, 'alice')).toBe('alice');
+    expect(fanout.shareTargets(APP, ['alice']).userIDs).toEqual(['alice']);
+    first.release();
+  });
+
+  it('fanout - targets of subscribe calls in flight are held only until the last of those calls is released', () => {
+    const { fanout, follow } = node();
+    follow(APP, 'w1', [], ['alice']);
+    const one = fanout.shareTargets(APP, ['alice', 'bob', 'carol']);
+    const two = fanout.shareTargets(APP, ['bob', 'dave']);
+    const other = fanout.shareTargets(OTHER_APP, ['bob']);
+    // alice is watched here: her copy is the watched user's, and nothing is held for her.
+    expect(fanout.arrivingCount).toBe(4);
+    one.release();
+    expect(fanout.arrivingCount).toBe(3);
+    one.release(); // a second release of the same call changes nothing
+    expect(fanout.arrivingCount).toBe(3);
+    two.release();
+    other.release();
+    expect(fanout.arrivingCount).toBe(0);
+    expect(two.userIDs).toEqual(['bob', 'dave']);
   });
 
   it('fanout - one transport subscription per app, however many users its watchers here follow', async () => {
