@@ -77,14 +77,19 @@ export function expireDevices(
   return { alive, expired };
 }
 
+/** No dropped devices: one array shared by every user without any (32 B each otherwise). */
+export const NO_DROPPED_DEVICES: readonly string[] = Object.freeze([]);
+
 /** Records devices that left without logout, newest last, bounded. */
-export function rememberDropped(dropped: readonly string[], deviceIds: readonly string[]): string[] {
+export function rememberDropped(dropped: readonly string[], deviceIds: readonly string[]): readonly string[] {
+  if (deviceIds.length === 0) return dropped;
   const ids = new Set(deviceIds);
   const next = dropped.filter((id) => !ids.has(id)).concat(deviceIds);
   return next.slice(Math.max(0, next.length - MAX_DROPPED_DEVICES));
 }
 
 /** A device that logs in or out again no longer counts as dropped. */
-export function forgetDropped(dropped: readonly string[], deviceId: string): string[] {
-  return dropped.includes(deviceId) ? dropped.filter((id) => id !== deviceId) : (dropped as string[]);
+export function forgetDropped(dropped: readonly string[], deviceId: string): readonly string[] {
+  if (!dropped.includes(deviceId)) return dropped;
+  return dropped.length === 1 ? NO_DROPPED_DEVICES : dropped.filter((id) => id !== deviceId);
 }

@@ -1,7 +1,7 @@
 import { and, assign, emit, enqueueActions, not, setup } from 'xstate';
 import { ErrorCode } from '../errors.js';
 import { isSelfQuery, recordCall, refusal, type StatusCall } from './callPolicy.js';
-import { deviceRecord, earliestDeadline, expireDevices, forgetDropped, hasDevice, rememberDropped, withDevice, withoutDevice } from './devices.js';
+import { NO_DROPPED_DEVICES, deviceRecord, earliestDeadline, expireDevices, forgetDropped, hasDevice, rememberDropped, withDevice, withoutDevice } from './devices.js';
 import { NO_SUBSCRIPTIONS, subscribe, unsubscribe } from './subscriptions.js';
 import { DEFAULT_LIMITS } from './types.js';
 import type {
@@ -42,7 +42,7 @@ export function initialContext(input: PresenceInput): PresenceContext {
     sdkAppID: input.sdkAppID,
     userID: input.userID,
     devices: deviceRecord(),
-    droppedDevices: [],
+    droppedDevices: NO_DROPPED_DEVICES,
     customStatus: '',
     version: 0,
     lastSeenAt: 0,
@@ -155,7 +155,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
           enqueue.emit({ type: 'kick', connId: device.connId, gatewayId: device.gatewayId, code: ErrorCode.USERSIG_REVOKED });
         }
       }),
-      forgetAllDevices: assign(() => ({ devices: deviceRecord(), droppedDevices: [] })),
+      forgetAllDevices: assign(() => ({ devices: deviceRecord(), droppedDevices: NO_DROPPED_DEVICES })),
       bumpVersion: assign(({ context }) => ({ version: context.version + 1 })),
       becomeOnline: assign(({ context }) => ({
         version: context.version + 1,

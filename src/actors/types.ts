@@ -99,7 +99,7 @@ export interface PresenceContext {
    * Device ids that left without `logout` and have not logged in or out since:
    * while any is here and no device is connected, the user is OFFLINE rather than UNLOGINED.
    */
-  droppedDevices: string[];
+  droppedDevices: readonly string[];
   customStatus: string;
   version: number;
   lastSeenAt: number;

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { createActor, type AnyActorScope, type AnyEventObject, type ExecutableActionObject, type SnapshotFrom } from 'xstate';
 import { createPresenceMachine, initialContext, type Clock, type PresenceMachine } from './machine.js';
-import { deviceRecord } from './devices.js';
+import { NO_DROPPED_DEVICES, deviceRecord } from './devices.js';
 import { publicStatus } from './publicStatus.js';
 import { storedSubscriptions } from './subscriptions.js';
 import type { ActorEmitted, ActorKick, ActorReply, PresenceContext, PresenceEvent, UserStatus } from './types.js';
@@ -219,6 +219,7 @@ export class UserActor {
       const context = {
         ...stored.context,
         devices: deviceRecord(stored.context.devices),
+        droppedDevices: stored.context.droppedDevices.length ? stored.context.droppedDevices : NO_DROPPED_DEVICES,
         subscriptions: storedSubscriptions(stored.context.subscriptions),
       };
       this.at = resolvedAt(this.pure, this.pure.machine.resolveState({ value: stored.value as never, context }).value);

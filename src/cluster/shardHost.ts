@@ -41,7 +41,7 @@ interface Resident {
   persistedAt: number;
   /** Changed since its last snapshot write (only with `writeBehind`). */
   unwritten: boolean;
-  friends: string[];
+  friends: readonly string[];
   /**
    * Commands and timer transitions of one user run one at a time, in order. It settles with
    * nothing: a queue that settled with its last command's answer held that answer (a query's
@@ -51,7 +51,7 @@ interface Resident {
   /** Clock time until which its transitions are published for a dashboard watching it. */
   inspectedUntil: number;
   /** Webhook events not yet taken by the app server, oldest first; durable with the snapshot. */
-  outbox: WebhookEvent[];
+  outbox: readonly WebhookEvent[];
   /** What its fan-out interest was last computed from. */
   interest?: InterestBasis;
   /**
@@ -118,6 +118,9 @@ export class PersistenceError extends Error {
 }
 
 const REQUEST = 'request';
+/** The empty list every resident without friends or pending webhooks shares (32 B each otherwise). */
+const NONE: readonly never[] = Object.freeze([]);
+const orNone = <T>(list: readonly T[]): readonly T[] => (list.length ? list : NONE);
 const EMPTY = new Uint8Array(0);
 /** A dashboard renews its watch well within this; a closed one stops costing anything soon after. */
 const MAX_INSPECT_WATCH_MS = 60_000;
@@ -277,7 +280,7 @@ export class ShardHost {
     for (const userID of userIDs) {
       const resident = this.residents.get(userKey(sdkAppID, userID));
       if (!resident || !app) continue;
-      resident.friends = await this.deps.friends.friendsOf(sdkAppID, userID);
+      resident.friends = orNone(await this.deps.friends.friendsOf(sdkAppID, userID));
       this.updateInterest(resident, app);
     }
   }
@@ -440,7 +443,7 @@ export class ShardHost {
   }
 
   private async refreshFriends(resident: Resident, app: AppConfig): Promise<void> {
-    resident.friends = app.friendStatusAutoNotify ? await this.deps.friends.friendsOf(app.sdkAppID, resident.userID) : [];
+    resident.friends = app.friendStatusAutoNotify ? orNone(await this.deps.friends.friendsOf(app.sdkAppID, resident.userID)) : NONE;
     this.updateInterest(resident, app);
   }
 
@@ -497,7 +500,7 @@ export class ShardHost {
     if (!resident || !app) return;
     await this.queued(resident, async () => {
       if (this.residents.get(key) !== resident || resident.outbox[0]?.id !== eventId) return;
-      resident.outbox = resident.outbox.slice(1);
+      resident.outbox = orNone(resident.outbox.slice(1));
       await this.write(resident);
       if (this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
     });
@@ -633,7 +636,7 @@ export class ShardHost {
     const key = userKey(app.sdkAppID, userID);
     const [stored, friends] = await Promise.all([
       this.deps.users.load(app.sdkAppID, userID),
-      app.friendStatusAutoNotify ? this.deps.friends.friendsOf(app.sdkAppID, userID) : Promise.resolve([]),
+      app.friendStatusAutoNotify ? this.deps.friends.friendsOf(app.sdkAppID, userID) : Promise.resolve(NONE),
     ]);
     const resident: Resident = {
       sdkAppID: app.sdkAppID,
@@ -644,10 +647,10 @@ export class ShardHost {
       revision: stored?.revision ?? 0,
       persistedAt: this.deps.clock.now(),
       unwritten: false,
-      friends,
+      friends: orNone(friends),
       queue: Promise.resolve(),
       inspectedUntil: 0,
-      outbox: stored?.outbox ?? [],
+      outbox: orNone(stored?.outbox ?? NONE),
       actor: undefined as unknown as UserActor,
     };
     resident.actor = new UserActor({

@@ -5,6 +5,7 @@ import {
   expireDevices,
   forgetDropped,
   MAX_DROPPED_DEVICES,
+  NO_DROPPED_DEVICES,
   rememberDropped,
 } from '../../src/actors/devices.js';
 import { publicStatus, statusChanged } from '../../src/actors/publicStatus.js';
@@ -93,6 +94,19 @@ describe('devices - dropped device memory', () => {
 
   it('devices - forgetDropped of an unknown id keeps the list', () => {
     expect(forgetDropped(['a'], 'zz')).toEqual(['a']);
+  });
+
+  it('devices - users without dropped devices share one frozen empty list, and every change makes a new list', () => {
+    expect(initialContext({ sdkAppID: 1, userID: 'a' }).droppedDevices).toBe(NO_DROPPED_DEVICES);
+    expect(Object.isFrozen(NO_DROPPED_DEVICES)).toBe(true);
+    expect(forgetDropped(['a'], 'a')).toBe(NO_DROPPED_DEVICES);
+    const held = ['a', 'b'];
+    expect(forgetDropped(held, 'c')).toBe(held);
+    expect(rememberDropped(held, [])).toBe(held);
+    expect(rememberDropped(NO_DROPPED_DEVICES, ['a'])).toEqual(['a']);
+    expect(forgetDropped(held, 'a')).toEqual(['b']);
+    expect(held).toEqual(['a', 'b']);
+    expect(NO_DROPPED_DEVICES).toEqual([]);
   });
 
   it('devices - forgetting every dropped device turns OFFLINE into UNLOGINED', () => {

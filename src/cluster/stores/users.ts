@@ -9,14 +9,14 @@ import type { WebhookEvent } from '../../webhooks/stateChange.js';
 export interface StoredActor {
   snapshot: StoredSnapshot;
   /** Webhook events not yet taken by the app server, oldest first. */
-  outbox: WebhookEvent[];
+  outbox: readonly WebhookEvent[];
   revision: number;
 }
 
 /** The value of a `users` key: the snapshot and the outbox, written together by one compare-and-set. */
 interface UserRecord {
   snapshot: StoredSnapshot;
-  outbox: WebhookEvent[];
+  outbox: readonly WebhookEvent[];
 }
 
 export const unloginedStatus = (userID: string): UserStatus => ({
@@ -82,7 +82,7 @@ export class UserStore {
    * (0: absent); returns the new revision. An event is thus durable exactly when its
    * change is.
    */
-  async save(sdkAppID: number, status: UserStatus, snapshot: StoredSnapshot, outbox: WebhookEvent[], revision: number): Promise<number> {
+  async save(sdkAppID: number, status: UserStatus, snapshot: StoredSnapshot, outbox: readonly WebhookEvent[], revision: number): Promise<number> {
     const key = userKey(sdkAppID, status.userID);
     const record: UserRecord = { snapshot: withTimesCopied(snapshot), outbox };
     const value = encodeSequence(status, record);
