@@ -187,10 +187,10 @@ const NO_OBSERVER: ActorObserver = {};
 
 /**
  * A user presence actor with a synchronous request API: `step` runs one event through
- * the machine and returns the reply and the status before and after it. It holds only
- * its context, its state's shared snapshot and its pending timers, and runs events through the machine's
- * pure transition function: a live xstate actor (its own actor system, mailbox, listeners) cost
- * about twice the memory per user. Transitions made by the actor's own timers are
+ * the machine and returns the reply and the status before and after it. It holds only its
+ * context, its state's shared snapshot and its pending timers, and runs events through the
+ * machine's pure transition function: a live xstate actor (its own actor system, mailbox,
+ * listeners) cost about twice the memory per user. Transitions made by the actor's own timers are
  * reported to its observer's `onTimerTransition`.
  */
 export class UserActor {
@@ -200,7 +200,8 @@ export class UserActor {
   /**
    * The machine's snapshot at this actor's state value, shared with every actor there
    * (`resolvedAt`); the actor's own snapshot is it with `context`. xstate's snapshot
-   * object with its `tags` Set, `_nodes`, `children` and `historyValue` cost ~430 B per user.
+   * object with its `tags` Set, `_nodes`, `children` and `historyValue`, and the status kept
+   * beside it, cost ~540 B per user.
    */
   private at: PresenceSnapshot;
   private ctx: PresenceContext;
