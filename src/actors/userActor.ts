@@ -223,7 +223,7 @@ export class UserActor {
         droppedDevices: stored.context.droppedDevices.length ? stored.context.droppedDevices : NO_DROPPED_DEVICES,
         subscriptions: storedSubscriptions(stored.context.subscriptions),
       };
-      this.at = resolvedAt(this.pure, this.pure.machine.resolveState({ value: stored.value as never, context }).value);
+      this.at = resolvedAt(this.pure, stored.value);
       this.ctx = context;
       // A stored snapshot carries no timers: re-entering the state re-arms them with the time left.
       this.step({ type: 'RESUME' });

@@ -355,7 +355,6 @@ export class ShardHost {
     }
   }
 
-
   /**
    * Makes a transition durable, then tells the world: the snapshot write comes
    * first, so nothing is announced that a node's death could take back.
