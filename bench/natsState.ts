@@ -16,7 +16,6 @@ const FILTERS = (app: number): Array<[string, string]> => [
   ['pres_active', `*.${app}.>`],
   ['pres_users', `${app}.>`],
   ['pres_friends', `${app}.>`],
-  ['pres_revocations', `${app}.>`],
   ['pres_apps', `${app}`],
 ];
 

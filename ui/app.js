@@ -148,6 +148,7 @@ function renderInspection(user) {
     ['version', status.version],
     ['lastSeenAt', time(status.lastSeenAt)],
     ['actor', user.resident ? 'resident' : 'passivated'],
+    ['UserSigs revoked', user.revokedAt ? `issued up to ${time(user.revokedAt)}` : 'never'],
   ];
   $('#user-status').replaceChildren(...entries.flatMap(([k, v]) => [el('dt', k), v instanceof Node ? wrap('dd', v) : el('dd', v)]));
   $('#user-devices tbody').replaceChildren(

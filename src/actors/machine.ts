@@ -1,4 +1,5 @@
 import { and, assign, emit, enqueueActions, not, setup } from 'xstate';
+import { revocationOf } from '../auth/usersig.js';
 import { ErrorCode } from '../errors.js';
 import { isSelfQuery, recordCall, refusal, type StatusCall } from './callPolicy.js';
 import { NO_DROPPED_DEVICES, deviceRecord, earliestDeadline, expireDevices, forgetDropped, hasDevice, rememberDropped, withDevice, withoutDevice } from './devices.js';
@@ -37,6 +38,10 @@ const isKnownConnection = (context: PresenceContext, event: PresenceEvent): bool
 
 const requestIdOf = (event: PresenceEvent): string => ('requestId' in event && event.requestId) || '';
 
+/** Why a login is refused because the admin kicked the user after its UserSig was issued. */
+const loginRevocation = (context: PresenceContext, event: PresenceEvent) =>
+  event.type === 'LOGIN' && context.revokedAt > 0 ? revocationOf(event.sigTime ?? 0, context.revokedAt) : undefined;
+
 export function initialContext(input: PresenceInput): PresenceContext {
   return {
     sdkAppID: input.sdkAppID,
@@ -50,6 +55,7 @@ export function initialContext(input: PresenceInput): PresenceContext {
     retentionDeadline: 0,
     retentionMs: DEFAULT_LIMITS.subscriptionRetentionMs,
     rateWindows: {},
+    revokedAt: 0,
   };
 }
 
@@ -79,6 +85,8 @@ export function createPresenceMachine(clock: Clock = systemClock) {
     },
     guards: {
       isKnownConnection: ({ context, event }) => isKnownConnection(context, event),
+      userSigRevoked: ({ context, event }) => loginRevocation(context, event) !== undefined,
+      sameDevice: ({ context, event }) => event.type === 'LOGIN' && hasDevice(context.devices, event.deviceId),
       isLastDevice: ({ context, event }) =>
         isKnownConnection(context, event) && Object.keys(context.devices).length === 1,
       hasDroppedDevices: ({ context }) => context.droppedDevices.length > 0,
@@ -98,6 +106,13 @@ export function createPresenceMachine(clock: Clock = systemClock) {
         ok: false as const,
         code: ErrorCode.NOT_LOGGED_IN,
         desc: 'this connection is not logged in (log in again)',
+      })),
+      replyUserSigRevoked: emit(({ context, event }) => ({
+        type: 'reply' as const,
+        requestId: requestIdOf(event),
+        ok: false as const,
+        code: ErrorCode.USERSIG_REVOKED,
+        desc: loginRevocation(context, event)!.message,
       })),
       replyRefused: emit(({ context, event }) => {
         const call = event as CallEvent;
@@ -155,6 +170,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
           enqueue.emit({ type: 'kick', connId: device.connId, gatewayId: device.gatewayId, code: ErrorCode.USERSIG_REVOKED });
         }
       }),
+      revokeUserSigs: assign(() => ({ revokedAt: clock.now() })),
       forgetAllDevices: assign(() => ({ devices: deviceRecord(), droppedDevices: NO_DROPPED_DEVICES })),
       bumpVersion: assign(({ context }) => ({ version: context.version + 1 })),
       becomeOnline: assign(({ context }) => ({
@@ -209,7 +225,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
       LOGOUT: { actions: 'replyNotLoggedIn' },
       HEARTBEAT: { actions: 'replyNotLoggedIn' },
       DISCONNECT: {},
-      KICK: { actions: 'replyOk' },
+      KICK: { actions: ['revokeUserSigs', 'replyOk'] },
     },
     states: {
       unlogined: {
@@ -222,7 +238,10 @@ export function createPresenceMachine(clock: Clock = systemClock) {
           idle: {},
         },
         on: {
-          LOGIN: { target: 'online', actions: ['addDevice', 'becomeOnline', 'replyOk'] },
+          LOGIN: [
+            { guard: 'userSigRevoked', actions: 'replyUserSigRevoked' },
+            { target: 'online', actions: ['addDevice', 'becomeOnline', 'replyOk'] },
+          ],
           RESUME: { target: 'unlogined', reenter: true },
         },
       },
@@ -236,8 +255,11 @@ export function createPresenceMachine(clock: Clock = systemClock) {
           idle: {},
         },
         on: {
-          LOGIN: { target: 'online', actions: ['addDevice', 'becomeOnline', 'replyOk'] },
-          KICK: { target: 'unlogined', actions: ['forgetAllDevices', 'bumpVersion', 'replyOk'] },
+          LOGIN: [
+            { guard: 'userSigRevoked', actions: 'replyUserSigRevoked' },
+            { target: 'online', actions: ['addDevice', 'becomeOnline', 'replyOk'] },
+          ],
+          KICK: { target: 'unlogined', actions: ['revokeUserSigs', 'forgetAllDevices', 'bumpVersion', 'replyOk'] },
           RESUME: { target: 'offline', reenter: true },
         },
       },
@@ -254,15 +276,11 @@ export function createPresenceMachine(clock: Clock = systemClock) {
         },
         on: {
           LOGIN: [
+            { guard: 'userSigRevoked', actions: 'replyUserSigRevoked' },
             // The same login again (the router resends it when the node it went to died after
             // persisting it): answered again, and the connection is not kicked as its own replacement.
             { guard: 'isKnownConnection', target: 'online', reenter: true, actions: ['addDevice', 'replyOk'] },
-            {
-              guard: ({ context, event }) => hasDevice(context.devices, event.deviceId),
-              target: 'online',
-              reenter: true,
-              actions: ['kickReplacedConnection', 'addDevice', 'replyOk'],
-            },
+            { guard: 'sameDevice', target: 'online', reenter: true, actions: ['kickReplacedConnection', 'addDevice', 'replyOk'] },
             { target: 'online', reenter: true, actions: ['addDevice', 'replyOk'] },
           ],
           HEARTBEAT: [
@@ -304,7 +322,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
             { guard: 'callRefused', actions: 'replyRefused' },
             { actions: ['recordCall', 'unsubscribe', 'replyOk'] },
           ],
-          KICK: { target: 'unlogined', actions: ['kickAllDevices', 'forgetAllDevices', 'leaveOnline', 'replyOk'] },
+          KICK: { target: 'unlogined', actions: ['revokeUserSigs', 'kickAllDevices', 'forgetAllDevices', 'leaveOnline', 'replyOk'] },
           RESUME: { target: 'online', reenter: true },
         },
       },

@@ -112,6 +112,12 @@ export interface PresenceContext {
    */
   retentionMs: number;
   rateWindows: RateWindows;
+  /**
+   * Epoch ms of the user's last admin kick, 0 if never: UserSigs issued up to that second are
+   * refused (70052). The actor keeps it, not a store the gateway reads before the login, so a
+   * login and a kick are ordered by the one actor and a login that raced the kick cannot slip in.
+   */
+  revokedAt: number;
 }
 
 export interface PresenceInput {
@@ -130,7 +136,15 @@ export interface Stamped {
 }
 
 export type PresenceEvent =
-  | (Stamped & { type: 'LOGIN'; deviceId: string; connId: string; gatewayId: string; platform: Platform })
+  | (Stamped & {
+      type: 'LOGIN';
+      deviceId: string;
+      connId: string;
+      gatewayId: string;
+      platform: Platform;
+      /** `TLS.time` of the verified UserSig; absent counts as issued before any kick. */
+      sigTime?: number;
+    })
   | (Stamped & { type: 'LOGOUT'; deviceId: string; connId: string })
   | (Stamped & { type: 'DISCONNECT'; deviceId: string; connId: string })
   | (Stamped & { type: 'HEARTBEAT'; deviceId: string; connId: string })

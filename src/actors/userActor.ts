@@ -222,6 +222,8 @@ export class UserActor {
         devices: deviceRecord(stored.context.devices),
         droppedDevices: stored.context.droppedDevices.length ? stored.context.droppedDevices : NO_DROPPED_DEVICES,
         subscriptions: storedSubscriptions(stored.context.subscriptions),
+        // Snapshots written before actors kept the user's revocation have none.
+        revokedAt: (stored.context as Partial<PresenceContext>).revokedAt ?? 0,
       };
       this.at = resolvedAt(this.pure, stored.value);
       this.ctx = context;

@@ -160,13 +160,23 @@ export function verifyUserSig(opts: VerifyUserSigOptions): UserSigTicket {
       `UserSig expired at ${isoSeconds(ticket.time + ticket.expire)}; issue a new one`,
     );
   }
-  if (opts.revokedAtMs !== undefined && ticket.time <= Math.floor(opts.revokedAtMs / 1000)) {
-    throw new UserSigError(
-      70052,
-      `UserSig issued at ${isoSeconds(ticket.time)} was revoked at ${isoSeconds(Math.floor(opts.revokedAtMs / 1000))}; issue a new one at least one second after the revocation`,
-    );
-  }
+  const revoked = opts.revokedAtMs === undefined ? undefined : revocationOf(ticket.time, opts.revokedAtMs);
+  if (revoked) throw revoked;
   return ticket;
+}
+
+/**
+ * Rule 8 of {@link verifyUserSig} alone: the 70052 error for a ticket issued at `ticketTime`
+ * (`TLS.time`, epoch seconds) when the user's UserSigs were revoked at `revokedAtMs`, or
+ * undefined if the ticket was issued after that second. The user actor applies it at login.
+ */
+export function revocationOf(ticketTime: number, revokedAtMs: number): UserSigError | undefined {
+  const revokedAt = Math.floor(revokedAtMs / 1000);
+  if (ticketTime > revokedAt) return undefined;
+  return new UserSigError(
+    70052,
+    `UserSig issued at ${isoSeconds(ticketTime)} was revoked at ${isoSeconds(revokedAt)}; issue a new one at least one second after the revocation`,
+  );
 }
 
 function decodeSignedTicket(userSig: unknown): SignedTicket {

@@ -20,7 +20,8 @@ interface FromDevice extends ForUser {
 }
 
 export type ShardCommand =
-  | (FromDevice & { op: 'login'; gatewayId: string; platform: Platform })
+  /** `sigTime`: `TLS.time` of the UserSig the gateway verified, for the actor's revocation check. */
+  | (FromDevice & { op: 'login'; gatewayId: string; platform: Platform; sigTime: number })
   | (FromDevice & { op: 'logout' | 'disconnect' | 'heartbeat' })
   | (FromDevice & { op: 'setCustomStatus'; customStatus: string })
   | (FromDevice & { op: 'query' | 'subscribe' | 'unsubscribe'; userIDs: string[] })

@@ -22,7 +22,6 @@ import { SHARD_COUNT } from './shards.js';
 import { ShardHost } from './shardHost.js';
 import { AppRegistry, type AppConfig } from './stores/apps.js';
 import { FriendStore } from './stores/friends.js';
-import { RevocationStore } from './stores/revocations.js';
 import { UserStore } from './stores/users.js';
 import { BUCKETS, subjects } from './subjects.js';
 import { EmbeddedTransport } from './transport/embedded.js';
@@ -77,7 +76,6 @@ export class PresenceNode implements AdminBackend {
   private apps: AppRegistry | undefined;
   private friends: FriendStore | undefined;
   private users: UserStore | undefined;
-  private revocations: RevocationStore | undefined;
   private router: ShardRouter | undefined;
   private fanout: FanOut | undefined;
   private readonly subscriptions: Subscription[] = [];
@@ -104,12 +102,7 @@ export class PresenceNode implements AdminBackend {
   /** Opens the buckets, starts serving the shards and listens; resolves with the bound port. */
   async start(): Promise<number> {
     const t = this.transport;
-    const [apps, friends, users, revocations] = await Promise.all([
-      t.kv(BUCKETS.apps),
-      t.kv(BUCKETS.friends),
-      t.kv(BUCKETS.users),
-      t.kv(BUCKETS.revocations),
-    ]);
+    const [apps, friends, users] = await Promise.all([t.kv(BUCKETS.apps), t.kv(BUCKETS.friends), t.kv(BUCKETS.users)]);
     this.apps = new AppRegistry(apps);
     await this.apps.start();
     for (const app of this.options.apps ?? []) if (!this.apps.get(app.sdkAppID)) await this.apps.put(app);
@@ -117,7 +110,6 @@ export class PresenceNode implements AdminBackend {
     if (defaultApp && this.apps.list().length === 0) this.createdDefaultApp = await this.apps.create(defaultApp);
     this.friends = new FriendStore(friends);
     this.users = new UserStore(users);
-    this.revocations = new RevocationStore(revocations);
     this.router = new ShardRouter(t, {
       // A request to another node is sent again if that node dies before answering.
       holderOf: (shard) => {
@@ -185,7 +177,6 @@ export class PresenceNode implements AdminBackend {
       delivery,
       router: this.router,
       apps: this.apps,
-      revocations: this.revocations,
       log: this.log,
       metrics,
     });
@@ -291,7 +282,6 @@ export class PresenceNode implements AdminBackend {
     return this.shardHost!.statuses(sdkAppID, userIDs);
   }
 
-  /** Revokes first, so a device that reconnects at once is refused with 70052. */
   /** A user's actor as the dashboard shows it; `watchMs` > 0 makes its owner publish its transitions. */
   async inspect(sdkAppID: number, userID: string, watchMs = 0): Promise<UserInspection> {
     const reply = await this.router!.send({ op: 'inspect', app: sdkAppID, user: userID, watchMs });
@@ -304,8 +294,12 @@ export class PresenceNode implements AdminBackend {
     return this.transport.subscribe(subjects.inspection(sdkAppID, userID), (data) => handler(decode<TransitionRecord>(data)));
   }
 
+  /**
+   * Disconnects the user's devices and revokes the UserSigs issued up to now (70052). The
+   * actor does both in one step and keeps the revocation, so a device that reconnects at once,
+   * or whose login was already on its way, is refused.
+   */
   async kick(sdkAppID: number, userID: string): Promise<void> {
-    await this.revocations!.revoke(sdkAppID, userID, Date.now());
     const reply = await this.router!.send({ op: 'kick', app: sdkAppID, user: userID });
     if (!reply.ok) throw new PresenceError(reply.error.code, reply.error.desc);
   }

@@ -733,7 +733,7 @@ function toEvent(command: Exclude<ShardCommand, { op: 'inspect' }>, app: AppConf
   const policy = policyOf(app);
   switch (command.op) {
     case 'login':
-      return { type: 'LOGIN', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId, gatewayId: command.gatewayId, platform: command.platform };
+      return { type: 'LOGIN', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId, gatewayId: command.gatewayId, platform: command.platform, sigTime: command.sigTime };
     case 'logout':
       return { type: 'LOGOUT', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId };
     case 'disconnect':

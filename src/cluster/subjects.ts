@@ -30,11 +30,11 @@ export const subjects = {
   nodeProbe: (nodeId: string) => `${PREFIX}.nodes.${nodeId}.probe`,
   /** A user's transitions, published by its owner only while a dashboard watches it. */
   inspection: (sdkAppID: number, userID: string) => `${PREFIX}.i.${sdkAppID}.${userToken(userID)}`,
-  /** Admin fan-out to every node: kicks, app changes. */
+  /** Admin fan-out to every node: friend-list changes. */
   broadcast: (topic: string) => `${PREFIX}.all.${topic}`,
 };
 
-/** KV key of one user of one app, for the `users`, `friends` and `revocations` buckets. */
+/** KV key of one user of one app, for the `users` and `friends` buckets. */
 export const userKey = (sdkAppID: number, userID: string): string => `${sdkAppID}.${userToken(userID)}`;
 
 export const appKey = (sdkAppID: number): string => String(sdkAppID);
@@ -43,7 +43,6 @@ export const BUCKETS = {
   users: 'pres_users',
   apps: 'pres_apps',
   friends: 'pres_friends',
-  revocations: 'pres_revocations',
   leases: 'pres_leases',
   active: 'pres_active',
 } as const;

@@ -10,7 +10,6 @@ import type { DeliveryBatcher } from '../cluster/delivery.js';
 import type { ShardRouter } from '../cluster/router.js';
 import { policyOf, type AppConfig, type AppRegistry } from '../cluster/stores/apps.js';
 import { gatingRefusal, type StatusCall } from '../actors/callPolicy.js';
-import type { RevocationStore } from '../cluster/stores/revocations.js';
 import { subjects } from '../cluster/subjects.js';
 import type { Subscription, Transport } from '../cluster/transport/types.js';
 import { ErrorCode, PresenceError, invalidParameters } from '../errors.js';
@@ -49,7 +48,6 @@ export interface GatewayDeps {
   delivery: DeliveryBatcher;
   router: ShardRouter;
   apps: AppRegistry;
-  revocations: RevocationStore;
   log: Logger;
   metrics?: NodeMetrics;
 }
@@ -264,15 +262,10 @@ export class Gateway {
     }
     const app = this.deps.apps.get(login.sdkAppID);
     if (!app) throw new PresenceError(ErrorCode.UNKNOWN_SDKAPPID, `sdkAppID ${login.sdkAppID} is not configured on this cluster`);
-    const revokedAtMs = await this.deps.revocations.revokedAt(app.sdkAppID, login.userID);
+    let sigTime: number;
     try {
-      verifyUserSig({
-        userSig: login.userSig,
-        sdkAppID: app.sdkAppID,
-        userID: login.userID,
-        secretKey: app.secretKey,
-        ...(revokedAtMs === undefined ? {} : { revokedAtMs }),
-      });
+      // A kick's revocation (70052) is the actor's to check: it orders logins and kicks.
+      sigTime = verifyUserSig({ userSig: login.userSig, sdkAppID: app.sdkAppID, userID: login.userID, secretKey: app.secretKey }).time;
     } catch (error) {
       if (error instanceof UserSigError) throw new PresenceError(error.code, error.message);
       throw error;
@@ -286,6 +279,7 @@ export class Gateway {
       connId: connection.connId,
       gatewayId: this.deps.gatewayId,
       platform: login.platform,
+      sigTime,
     };
     const reply = await this.send(command);
     if (connection.closed) {

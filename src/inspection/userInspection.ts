@@ -19,6 +19,8 @@ export interface UserInspection {
   subscriptionCap: number;
   rateWindows: Array<{ call: RateLimitedCall; used: number; limit: number; windowMs: number; oldestAt: number | null }>;
   deadlines: Array<{ what: string; at: number; msLeft: number }>;
+  /** The last admin kick: UserSigs issued up to that second are refused (70052); null if never kicked. */
+  revokedAt: number | null;
   /** Its webhook outbox, when the app has a callback URL: events waiting, and why the last attempt failed. */
   webhooks?: { pending: number; failures?: number; lastError?: string; nextAttemptAt?: number };
   /** True when the actor is running on a node; false when read from its persisted state only. */
@@ -76,6 +78,7 @@ export function inspectUser(
       return { call, used: window.length, limit: count, windowMs, oldestAt: window[0] ?? null };
     }),
     deadlines,
+    revokedAt: context.revokedAt || null,
     resident,
     inspectedAt: now,
   };

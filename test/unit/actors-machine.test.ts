@@ -40,6 +40,18 @@ const rid = (): string => `r${++nextRequest}`;
 function login(actor: UserActor, deviceId: string, connId = `${deviceId}-c1`, p: AppPolicy = policy()): StepResult {
   return actor.step({ type: 'LOGIN', requestId: rid(), policy: p, deviceId, connId, gatewayId: `gw-${connId}`, platform: 'web' });
 }
+/** A login with its UserSig's `TLS.time` (epoch seconds); `undefined` sends none. */
+const loginWithSig = (actor: UserActor, deviceId: string, sigTime: number | undefined) =>
+  actor.step({
+    type: 'LOGIN',
+    requestId: rid(),
+    policy: policy(),
+    deviceId,
+    connId: `${deviceId}-c${sigTime}`,
+    gatewayId: 'gw',
+    platform: 'web',
+    ...(sigTime === undefined ? {} : { sigTime }),
+  });
 const logout = (actor: UserActor, deviceId: string, connId = `${deviceId}-c1`, p: AppPolicy = policy()) =>
   actor.step({ type: 'LOGOUT', requestId: rid(), policy: p, deviceId, connId });
 const disconnect = (actor: UserActor, deviceId: string, connId = `${deviceId}-c1`, p: AppPolicy = policy()) =>
@@ -655,13 +667,48 @@ describe('machine - admin KICK', () => {
     expect(res.after).toEqual(res.before);
   });
 
-  it('machine - the user can log in again after KICK', () => {
-    const { actor } = makeActor();
+  it('machine - the user can log in again after KICK with a UserSig issued a second later', () => {
+    const { actor, clock } = makeActor();
     login(actor, 'd1');
     kick(actor);
-    const res = login(actor, 'd1', 'd1-c2');
+    clock.increment(1_000);
+    const res = loginWithSig(actor, 'd1', T0 / 1000 + 1);
     expect(res.reply).toMatchObject({ ok: true });
     expect(res.after).toMatchObject({ statusType: UserStatusType.ONLINE, version: 3, lastSeenAt: 0 });
+  });
+
+  it('machine - after KICK a login with a UserSig issued up to that second is refused with 70052 and changes nothing', () => {
+    const { actor, clock } = makeActor();
+    login(actor, 'd1');
+    clock.increment(1_500);
+    kick(actor);
+    const kickedAt = actor.context;
+    for (const sigTime of [T0 / 1000 - 60, T0 / 1000 + 1, undefined]) {
+      const res = loginWithSig(actor, 'd1', sigTime);
+      expect(res.reply).toMatchObject({ ok: false, code: ErrorCode.USERSIG_REVOKED });
+      expect((res.reply as { desc: string }).desc).toMatch(/revoked at .*issue a new one/);
+      expect(res.after).toEqual(res.before);
+      expect(actor.context).toBe(kickedAt);
+    }
+    expect(loginWithSig(actor, 'd1', T0 / 1000 + 2).reply).toMatchObject({ ok: true });
+  });
+
+  it('machine - KICK of a user never seen revokes too, and an ONLINE user refuses an old UserSig on another device', () => {
+    const { actor, clock } = makeActor();
+    expect(kick(actor).reply).toMatchObject({ ok: true });
+    expect(refusedCode(loginWithSig(actor, 'd1', T0 / 1000).reply)).toBe(ErrorCode.USERSIG_REVOKED);
+    clock.increment(1_000);
+    expect(loginWithSig(actor, 'd1', T0 / 1000 + 1).reply).toMatchObject({ ok: true });
+    const refused = loginWithSig(actor, 'd2', T0 / 1000);
+    expect(refusedCode(refused.reply)).toBe(ErrorCode.USERSIG_REVOKED);
+    expect(refused.kicks).toEqual([]);
+    expect(Object.keys(actor.context.devices)).toEqual(['d1']);
+  });
+
+  it('machine - without a KICK a login is not checked against any revocation', () => {
+    const { actor } = makeActor();
+    expect(loginWithSig(actor, 'd1', 0).reply).toMatchObject({ ok: true });
+    expect(actor.context.revokedAt).toBe(0);
   });
 });
 

@@ -123,6 +123,27 @@ for (const [name, roundTrip] of [
 }
 
 describe('restore - behaviour after restoring', () => {
+  it('restore - a kicked user restored elsewhere still refuses UserSigs issued up to the kick (70052)', () => {
+    const { actor, clock } = original();
+    actor.step({ type: 'KICK', requestId: rid(), policy: policy() });
+    clock.increment(5_000);
+    const { actor: copy } = restored(viaMsgpack(actor.persistedSnapshot()), T0 + 5_000);
+    const loginAt = (sigTime: number) =>
+      copy.step({ type: 'LOGIN', requestId: rid(), policy: policy(), deviceId: 'd1', connId: `c${sigTime}`, gatewayId: 'gw', platform: 'web', sigTime });
+    expect(loginAt(T0 / 1000).reply).toMatchObject({ ok: false, code: ErrorCode.USERSIG_REVOKED });
+    expect(loginAt(T0 / 1000 + 1).reply).toMatchObject({ ok: true });
+  });
+
+  it('restore - a snapshot stored before actors kept the revocation restores as never kicked', () => {
+    const { actor } = original();
+    login(actor, 'd1', 'c1');
+    const stored = viaMsgpack(actor.persistedSnapshot()) as unknown as { value: unknown; context: Record<string, unknown> };
+    delete stored.context.revokedAt;
+    const { actor: copy } = restored(stored as unknown as StoredSnapshot, T0);
+    expect(copy.context.revokedAt).toBe(0);
+    expect(login(copy, 'd2', 'c2').reply).toMatchObject({ ok: true });
+  });
+
   it('restore - a snapshot stored with one entry per subscription (before they were packed) keeps them, and their age', () => {
     const { actor, clock } = original();
     login(actor, 'd1', 'c1');

@@ -41,6 +41,14 @@ describe('inspection', () => {
     expect(view.rateWindows.find((w) => w.call === 'getUserStatus')).toMatchObject({ used: 1, limit: 20, oldestAt: 9_000 });
     expect(view.devices).toEqual([{ deviceId: 'd1', platform: 'ios', gatewayId: 'g', heartbeatDeadline: 410_000, msLeft: 400_000 }]);
     expect(view.deadlines).toEqual([{ what: 'heartbeat timeout of device d1', at: 410_000, msLeft: 400_000 }]);
+    expect(view.revokedAt).toBeNull();
+    actor.stop();
+  });
+
+  it('inspection - the view of a kicked user shows when its UserSigs were revoked', () => {
+    const actor = new UserActor({ sdkAppID: 1, userID: 'carol', clock: { now: () => 20_000 } });
+    actor.step({ type: 'KICK', requestId: 'r', policy });
+    expect(inspectUser(actor.context, actor.state, DEFAULT_LIMITS, 21_000, true).revokedAt).toBe(20_000);
     actor.stop();
   });
 });

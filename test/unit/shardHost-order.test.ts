@@ -123,11 +123,11 @@ const device = (deviceId: string) => ({ app: APP, user: 'alice', deviceId, connI
 describe('shard host', () => {
   it('shard host - a timer transition made while commands wait is committed, and its webhook queued, before the commands behind it', async () => {
     const { clock, gate, store, run, stop } = await host();
-    await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+    await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
 
     gate.hold();
     const first = run({ ...device('web'), op: 'setCustomStatus', customStatus: 'first' });
-    const second = run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios' });
+    const second = run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios', sigTime: 0 });
     // The first has stepped the actor and waits on its write; the second waits behind it.
     await new Promise((resolve) => setImmediate(resolve));
     // The web device's heartbeat deadline passes while both commands wait on the write: it goes OFFLINE.
@@ -141,12 +141,32 @@ describe('shard host', () => {
     expect(events).toEqual(['1:Login', '2:Login', '3:Disconnect', '4:Login']);
   });
 
+  it('shard host - a login that reaches the actor after a kick is refused with 70052, though its UserSig was issued before the kick', async () => {
+    const { clock, gate, run, statuses, resident, stop } = await host({ callbackUrl: '' });
+    const issued = clock.now() / 1000;
+    await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: issued });
+    clock.increment(2_000);
+    gate.hold();
+    const kicked = run({ app: APP, user: 'alice', op: 'kick' });
+    // Verified by its gateway before the kick, it reaches the actor behind it.
+    const late = run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios', sigTime: issued });
+    await new Promise((resolve) => setImmediate(resolve));
+    gate.release();
+    expect(await Promise.all([kicked, late])).toMatchObject([{ ok: true }, { ok: false, error: { code: ErrorCode.USERSIG_REVOKED } }]);
+    expect(await statuses(['alice'])).toMatchObject([{ statusType: UserStatusType.UNLOGINED }]);
+    // The revocation is stored with the user, which left memory (nothing pending): it holds after a reload.
+    expect(resident()).toBeUndefined();
+    expect(await run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios', sigTime: issued + 2 })).toMatchObject({ ok: false, error: { code: ErrorCode.USERSIG_REVOKED } });
+    expect(await run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios', sigTime: issued + 3 })).toMatchObject({ ok: true });
+    await stop();
+  });
+
   it.each([
     [true, UserStatusType.ONLINE],
     [false, UserStatusType.OFFLINE],
   ])('shard host - a call that carries the device\'s liveness (%s) moves its heartbeat deadline as a heartbeat would', async (alive, after) => {
     const { clock, run, statuses, stop } = await host();
-    await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+    await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
     clock.increment(HB - 1_000);
     await run({ ...device('web'), op: 'setCustomStatus', customStatus: 'busy', ...(alive ? { alive: true as const } : {}) });
     // Past the deadline the login set; not past one moved by the call.
@@ -160,7 +180,7 @@ describe('shard host', () => {
 
     it('shard host - a resident actor\'s changes reach the bucket when it leaves memory, not before', async () => {
       const { run, store, statuses, stop } = await host({ writeBehind: true, callbackUrl: '' });
-      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
       await run({ ...device('web'), op: 'setCustomStatus', customStatus: 'busy' });
       expect(await store.load(APP, 'alice')).toBeNull();
       expect(await statuses(['alice'])).toMatchObject([status('busy', UserStatusType.ONLINE, 2)]);
@@ -169,14 +189,14 @@ describe('shard host', () => {
       await run({ ...device('web'), op: 'logout' });
       expect(await store.status(APP, 'alice')).toMatchObject(status('', UserStatusType.UNLOGINED, 3));
       expect(await statuses(['alice'])).toMatchObject([status('', UserStatusType.UNLOGINED, 3)]);
-      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
       expect(await statuses(['alice'])).toMatchObject([{ statusType: UserStatusType.ONLINE, version: 4 }]);
       await stop();
     });
 
     it('shard host - stopping writes what the resident actors changed since their last write', async () => {
       const { run, store, stop } = await host({ writeBehind: true, callbackUrl: '' });
-      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
       await run({ ...device('web'), op: 'setCustomStatus', customStatus: 'busy' });
       await stop();
       expect(await store.status(APP, 'alice')).toMatchObject(status('busy', UserStatusType.ONLINE, 2));
@@ -184,7 +204,7 @@ describe('shard host', () => {
 
     it('shard host - without it, every change is in the bucket before its answer', async () => {
       const { run, store, stop } = await host({ callbackUrl: '' });
-      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
       await run({ ...device('web'), op: 'setCustomStatus', customStatus: 'busy' });
       expect(await store.status(APP, 'alice')).toMatchObject(status('busy', UserStatusType.ONLINE, 2));
       await stop();
@@ -196,7 +216,7 @@ describe('shard host', () => {
       const writes: string[] = [];
       const users = new RecordingBucket('pres_users', writes);
       const { run, stop } = await host({ callbackUrl: '', users, active: new RecordingBucket('pres_active', writes) });
-      expect(await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' })).toMatchObject({ ok: true });
+      expect(await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 })).toMatchObject({ ok: true });
       expect(writes).toEqual(['pres_active put', 'pres_users create']);
       await stop();
     });
@@ -206,12 +226,12 @@ describe('shard host', () => {
       const active = new RecordingBucket('pres_active', writes);
       const { run, store, statuses, stop } = await host({ callbackUrl: '', users: new RecordingBucket('pres_users', writes), active });
       active.failing = true;
-      expect(await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' })).toMatchObject({ ok: false, error: { code: ErrorCode.INTERNAL_ERROR } });
+      expect(await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 })).toMatchObject({ ok: false, error: { code: ErrorCode.INTERNAL_ERROR } });
       expect(writes).toEqual([]);
       expect(await store.load(APP, 'alice')).toBeNull();
       expect(await statuses(['alice'])).toMatchObject([{ statusType: UserStatusType.UNLOGINED, version: 0 }]);
       active.failing = false;
-      expect(await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' })).toMatchObject({ ok: true, status: { version: 1 } });
+      expect(await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 })).toMatchObject({ ok: true, status: { version: 1 } });
       await stop();
     });
 
@@ -219,7 +239,7 @@ describe('shard host', () => {
       const writes: string[] = [];
       const users = new RecordingBucket('pres_users', writes);
       const { clock, run, store, resident, stop } = await host({ callbackUrl: '', users, active: new RecordingBucket('pres_active', writes) });
-      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web' });
+      await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
       const ahead = resident();
       users.failing = true;
       expect(await run({ ...device('web'), op: 'setCustomStatus', customStatus: 'busy' })).toMatchObject({ ok: false, error: { code: ErrorCode.INTERNAL_ERROR } });
