@@ -24,7 +24,7 @@ const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 function recordingConnection(connId: string, outbox: Outbox) {
   const frames: Uint8Array[] = [];
   const socket = { readyState: WebSocket.OPEN };
-  const connection = new Connection(connId, socket as unknown as DeviceSocket, { write: (bytes: Uint8Array) => frames.push(bytes) }, outbox, () => undefined);
+  const connection = new Connection(connId, socket as unknown as DeviceSocket, { write: (bytes: Uint8Array) => frames.push(bytes) }, outbox);
   return { connection, frames };
 }
 
@@ -38,7 +38,7 @@ async function deviceSocketPair(outbox: Outbox, onMessage: (connection: Connecti
   const accepted = new Promise<Connection>((resolve) =>
     server.on('upgrade', (request, socket, head) =>
       wss.handleUpgrade(request, socket, head, (ws) => {
-        const connection = new Connection('c1', ws, socket, outbox, () => undefined);
+        const connection = new Connection('c1', ws, socket, outbox);
         ws.on('message', () => onMessage(connection));
         resolve(connection);
       }),
