@@ -150,6 +150,29 @@ function resolvedAt(pure: PureMachine, value: unknown): PresenceSnapshot {
 
 const PLACEHOLDER_CONTEXT = Object.freeze({}) as PresenceContext;
 
+/**
+ * `context` as one object literal, every field held in the object itself. xstate's `assign`
+ * builds each new context by `Object.assign({}, …)`, which has room for four fields in the
+ * object and puts the others in an array of their own: ~50 B more per user for as long as the
+ * actor holds it.
+ */
+function compact(c: PresenceContext): PresenceContext {
+  return {
+    sdkAppID: c.sdkAppID,
+    userID: c.userID,
+    devices: c.devices,
+    droppedDevices: c.droppedDevices,
+    customStatus: c.customStatus,
+    version: c.version,
+    lastSeenAt: c.lastSeenAt,
+    subscriptions: c.subscriptions,
+    retentionDeadline: c.retentionDeadline,
+    retentionMs: c.retentionMs,
+    rateWindows: c.rateWindows,
+    revokedAt: c.revokedAt,
+  };
+}
+
 /** A state value as text, e.g. `online` or `offline(idle)`. */
 function stateKey(value: unknown): string {
   if (typeof value === 'string') return value;
@@ -224,14 +247,14 @@ export class UserActor {
     this.observer = options.observer ?? NO_OBSERVER;
     if (options.snapshot) {
       const stored = options.snapshot;
-      const context = {
+      const context = compact({
         ...stored.context,
         devices: deviceRecord(stored.context.devices),
         droppedDevices: stored.context.droppedDevices.length ? stored.context.droppedDevices : NO_DROPPED_DEVICES,
         subscriptions: storedSubscriptions(stored.context.subscriptions),
         // Snapshots written before actors kept the user's revocation have none.
         revokedAt: (stored.context as Partial<PresenceContext>).revokedAt ?? 0,
-      };
+      });
       this.at = resolvedAt(this.pure, stored.value);
       this.ctx = context;
       // A stored snapshot carries no timers: re-entering the state re-arms them with the time left.
@@ -285,7 +308,7 @@ export class UserActor {
     const snapshot = { ...this.at, context: this.ctx };
     const [next, actions] = collecting(this.pure, (scope) => this.pure.machine.transition(snapshot, event as PresenceEvent, scope));
     this.at = resolvedAt(this.pure, next.value);
-    this.ctx = next.context;
+    if (next.context !== this.ctx) this.ctx = compact(next.context);
     const emitted = this.run(actions);
     this.observer.onProcessed?.(this, { event: event.type, from, to: this.state, context: this.ctx });
     return emitted;

@@ -172,7 +172,7 @@ export class Gateway {
     const request = frame;
     connection.callsInFlight++;
     const run = connection.queue.then(() => this.answer(connection, request, liveness));
-    connection.queue = run.catch(() => undefined).finally(() => connection.callsInFlight--);
+    connection.queue = run.catch(() => undefined).finally(() => connection.idleAfterCall());
   }
 
   private refuseFrame(connection: Connection, error: PresenceError): void {

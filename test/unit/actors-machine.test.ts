@@ -3,6 +3,7 @@ import { SimulatedClock } from 'xstate';
 import {
   DEFAULT_LIMITS,
   UserActor,
+  initialContext,
   UserStatusType,
   type ActorReply,
   type AppLimits,
@@ -713,6 +714,24 @@ describe('machine - admin KICK', () => {
 });
 
 describe('machine - step results', () => {
+  it('machine - the context an actor keeps after each step has every field of the machine\'s context, with its values', () => {
+    const { actor } = makeActor();
+    const fields = Object.keys(initialContext({ sdkAppID: APP, userID: 'alice' })).sort();
+    const steps = [
+      () => login(actor, 'd1'),
+      () => setStatus(actor, 'd1', 'busy'),
+      () => actor.step({ type: 'SUBSCRIBE', requestId: rid(), policy: policy(), deviceId: 'd1', connId: 'd1-c1', userIDs: ['bob'] }),
+      () => disconnect(actor, 'd1'),
+      () => kick(actor),
+    ];
+    for (const step of steps) {
+      const result = step();
+      expect(Object.keys(actor.context).sort()).toEqual(fields);
+      expect(result.context).toBe(actor.context);
+    }
+    expect(actor.context).toMatchObject({ customStatus: '', version: 4, revokedAt: T0, subscriptions: { userIDs: ['bob'] } });
+  });
+
   it('machine - a step reports the kicks of that step only', () => {
     const { actor } = makeActor();
     login(actor, 'd1', 'old');
