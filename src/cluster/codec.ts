@@ -15,6 +15,14 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 export const encode = (value: unknown): Uint8Array => packr.pack(value);
 export const decode = <T>(data: Uint8Array): T => unpackr.unpack(data) as T;
 
+/**
+ * A decoded string as a string of its own, for one that outlives its message. msgpackr's native
+ * reader decodes all of a message's strings as one string and hands out slices of it, so each
+ * kept slice keeps the whole text alive: a device's connection and gateway ids, kept by its
+ * actor, held their login command's 160 B. Strings under 13 characters are copies already.
+ */
+export const ownString = (text: string): string => (text.length < 13 ? text : Buffer.from(text, 'utf8').toString('utf8'));
+
 /** Encodes values back to back in one buffer, so that a reader may decode the first alone. */
 export const encodeSequence = (...values: unknown[]): Uint8Array => Buffer.concat(values.map((value) => packr.pack(value)));
 

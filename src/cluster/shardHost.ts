@@ -10,7 +10,7 @@ import { WebhookDispatcher, type PendingWebhook } from '../webhooks/dispatcher.j
 import { appendToOutbox } from '../webhooks/outbox.js';
 import { stateChangeEvent, type WebhookEvent } from '../webhooks/stateChange.js';
 import type { Logger } from '../log.js';
-import { decode, encode } from './codec.js';
+import { decode, encode, ownString } from './codec.js';
 import type { ShardCommand, ShardReply } from './commands.js';
 import type { DeliveryBatcher } from './delivery.js';
 import type { FanOut } from './fanout.js';
@@ -737,7 +737,17 @@ function toEvent(command: Exclude<ShardCommand, { op: 'inspect' }>, app: AppConf
   const policy = policyOf(app);
   switch (command.op) {
     case 'login':
-      return { type: 'LOGIN', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId, gatewayId: command.gatewayId, platform: command.platform, sigTime: command.sigTime };
+      // The device's ids stay with the actor for as long as the device is logged in.
+      return {
+        type: 'LOGIN',
+        requestId: REQUEST,
+        policy,
+        deviceId: ownString(command.deviceId),
+        connId: ownString(command.connId),
+        gatewayId: ownString(command.gatewayId),
+        platform: command.platform,
+        sigTime: command.sigTime,
+      };
     case 'logout':
       return { type: 'LOGOUT', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId };
     case 'disconnect':

@@ -1,11 +1,17 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { decode, decodeFirst, decodeSequence, encode, encodeSequence } from '../../src/cluster/codec.js';
+import { decode, decodeFirst, decodeSequence, encode, encodeSequence, ownString } from '../../src/cluster/codec.js';
 
 const statuses = (count: number) =>
   Array.from({ length: count }, (_, i) => ({ userID: `user${i}`, statusType: 1, customStatus: `s${i}`, version: i, lastSeenAt: 0 }));
 
 describe('codec', () => {
+  it('codec - a string kept from a decoded message is copied whole, any text', () => {
+    const login = { op: 'login', deviceId: 'phone-设备-ünïcode', connId: 'b21e7310-38c9-471f-a584-e7141c738fe4', gatewayId: 'gw', sigTime: 1 };
+    const decoded = decode<typeof login>(encode(login));
+    for (const key of ['deviceId', 'connId', 'gatewayId'] as const) expect(ownString(decoded[key])).toBe(login[key]);
+  });
+
   it('codec - every message stands alone: a fresh reader decodes it, whatever was encoded before it', () => {
     const first = { statuses: statuses(3), app: 1 };
     const second = { app: 2, statuses: statuses(2), pushes: [['c1', [0, 1]]] };
