@@ -548,7 +548,7 @@ export class ShardHost {
     if (this.served.has(shard)) return;
     const subject = subjects.shardCommand(shard);
     const handler = async (data: Uint8Array) => {
-      const reply = await this.handle(decode<ShardCommand>(data));
+      const reply = await this.handle(withOwnStrings(decode<ShardCommand>(data)));
       return reply && encode(reply);
     };
     // No queue group: a subscription left behind by a node that lost the shard must not
@@ -725,6 +725,19 @@ const refused = (code: number, desc: string, retryAfterMs?: number): ShardReply 
   error: retryAfterMs === undefined ? { code, desc } : { code, desc, retryAfterMs },
 });
 
+/**
+ * A command from another node with the strings its actor keeps copied out of the message: a
+ * login's device ids stay with the actor for as long as the device is logged in (`ownString`).
+ * A command from this node's own gateway is not decoded, and its strings are the gateway's own.
+ */
+function withOwnStrings(command: ShardCommand): ShardCommand {
+  if (command.op !== 'login') return command;
+  command.deviceId = ownString(command.deviceId);
+  command.connId = ownString(command.connId);
+  command.gatewayId = ownString(command.gatewayId);
+  return command;
+}
+
 /** No device and no timer pending: the machine's state is fully in the buckets. */
 function isIdle(machineState: unknown): boolean {
   const state = machineState as Record<string, string> | string;
@@ -737,17 +750,7 @@ function toEvent(command: Exclude<ShardCommand, { op: 'inspect' }>, app: AppConf
   const policy = policyOf(app);
   switch (command.op) {
     case 'login':
-      // The device's ids stay with the actor for as long as the device is logged in.
-      return {
-        type: 'LOGIN',
-        requestId: REQUEST,
-        policy,
-        deviceId: ownString(command.deviceId),
-        connId: ownString(command.connId),
-        gatewayId: ownString(command.gatewayId),
-        platform: command.platform,
-        sigTime: command.sigTime,
-      };
+      return { type: 'LOGIN', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId, gatewayId: command.gatewayId, platform: command.platform, sigTime: command.sigTime };
     case 'logout':
       return { type: 'LOGOUT', requestId: REQUEST, policy, deviceId: command.deviceId, connId: command.connId };
     case 'disconnect':
