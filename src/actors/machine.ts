@@ -1,5 +1,5 @@
 import { and, assign, emit, enqueueActions, not, setup } from 'xstate';
-import { revocationOf } from '../auth/usersig.js';
+import { isRevokedBy, revocationOf } from '../auth/usersig.js';
 import { ErrorCode } from '../errors.js';
 import { isSelfQuery, recordCall, refusal, type StatusCall } from './callPolicy.js';
 import { NO_DROPPED_DEVICES, deviceRecord, earliestDeadline, expireDevices, forgetDropped, hasDevice, rememberDropped, withDevice, withoutDevice } from './devices.js';
@@ -38,9 +38,9 @@ const isKnownConnection = (context: PresenceContext, event: PresenceEvent): bool
 
 const requestIdOf = (event: PresenceEvent): string => ('requestId' in event && event.requestId) || '';
 
-/** Why a login is refused because the admin kicked the user after its UserSig was issued. */
-const loginRevocation = (context: PresenceContext, event: PresenceEvent) =>
-  event.type === 'LOGIN' && context.revokedAt > 0 ? revocationOf(event.sigTime ?? 0, context.revokedAt) : undefined;
+/** A login whose UserSig was issued before the admin kicked the user; absent `sigTime` counts as issued before. */
+const isRevokedLogin = (context: PresenceContext, event: PresenceEvent): boolean =>
+  event.type === 'LOGIN' && context.revokedAt > 0 && isRevokedBy(event.sigTime ?? 0, context.revokedAt);
 
 export function initialContext(input: PresenceInput): PresenceContext {
   return {
@@ -85,7 +85,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
     },
     guards: {
       isKnownConnection: ({ context, event }) => isKnownConnection(context, event),
-      userSigRevoked: ({ context, event }) => loginRevocation(context, event) !== undefined,
+      userSigRevoked: ({ context, event }) => isRevokedLogin(context, event),
       sameDevice: ({ context, event }) => event.type === 'LOGIN' && hasDevice(context.devices, event.deviceId),
       isLastDevice: ({ context, event }) =>
         isKnownConnection(context, event) && Object.keys(context.devices).length === 1,
@@ -112,7 +112,7 @@ export function createPresenceMachine(clock: Clock = systemClock) {
         requestId: requestIdOf(event),
         ok: false as const,
         code: ErrorCode.USERSIG_REVOKED,
-        desc: loginRevocation(context, event)!.message,
+        desc: revocationOf((event as Extract<PresenceEvent, { type: 'LOGIN' }>).sigTime ?? 0, context.revokedAt)!.message,
       })),
       replyRefused: emit(({ context, event }) => {
         const call = event as CallEvent;

@@ -166,16 +166,17 @@ export function verifyUserSig(opts: VerifyUserSigOptions): UserSigTicket {
 }
 
 /**
- * Rule 8 of {@link verifyUserSig} alone: the 70052 error for a ticket issued at `ticketTime`
- * (`TLS.time`, epoch seconds) when the user's UserSigs were revoked at `revokedAtMs`, or
- * undefined if the ticket was issued after that second. The user actor applies it at login.
+ * Rule 8 of {@link verifyUserSig} alone: whether a ticket issued at `ticketTime` (`TLS.time`,
+ * epoch seconds) is revoked by a revocation at `revokedAtMs`. The user actor applies it at login.
  */
+export const isRevokedBy = (ticketTime: number, revokedAtMs: number): boolean => ticketTime <= Math.floor(revokedAtMs / 1000);
+
+/** The 70052 error of rule 8, or undefined if the ticket was issued after the revocation's second. */
 export function revocationOf(ticketTime: number, revokedAtMs: number): UserSigError | undefined {
-  const revokedAt = Math.floor(revokedAtMs / 1000);
-  if (ticketTime > revokedAt) return undefined;
+  if (!isRevokedBy(ticketTime, revokedAtMs)) return undefined;
   return new UserSigError(
     70052,
-    `UserSig issued at ${isoSeconds(ticketTime)} was revoked at ${isoSeconds(revokedAt)}; issue a new one at least one second after the revocation`,
+    `UserSig issued at ${isoSeconds(ticketTime)} was revoked at ${isoSeconds(Math.floor(revokedAtMs / 1000))}; issue a new one at least one second after the revocation`,
   );
 }
 

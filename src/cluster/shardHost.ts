@@ -22,11 +22,10 @@ import { KvConflictError } from './transport/errors.js';
 import type { KvBucket, Subscription, Transport } from './transport/types.js';
 import { shardOf } from './shards.js';
 import { StatusBatcher } from './statusBatcher.js';
+import { IDLE, runInOrder, type Serial } from '../serialQueue.js';
 
-/** The queue of a user with nothing queued: one settled promise for every such user (~50 B each otherwise). */
-const IDLE: Promise<void> = Promise.resolve();
 
-interface Resident {
+interface Resident extends Serial {
   actor: UserActor;
   sdkAppID: number;
   userID: string;
@@ -42,14 +41,8 @@ interface Resident {
   /** Changed since its last snapshot write (only with `writeBehind`). */
   unwritten: boolean;
   friends: readonly string[];
-  /**
-   * Commands and timer transitions of one user run one at a time, in order. It settles with
-   * nothing: a queue that settled with its last command's answer held that answer (a query's
-   * statuses, say) for as long as the user stayed idle.
-   */
-  queue: Promise<void>;
-  /** Commands and timer commits queued or running; with none, `queue` is `IDLE`. */
-  inQueue: number;
+  /** Commands and timer transitions of one user run one at a time, in order (`runInOrder`). */
+  queue: Promise<unknown>;
   /** Clock time until which its transitions are published for a dashboard watching it. */
   inspectedUntil: number;
   /** Webhook events not yet taken by the app server, oldest first; durable with the snapshot. */
@@ -499,7 +492,7 @@ export class ShardHost {
     const resident = this.residents.get(key);
     const app = resident && this.deps.apps.get(resident.sdkAppID);
     if (!resident || !app) return;
-    await this.queued(resident, async () => {
+    await runInOrder(resident, async () => {
       if (this.residents.get(key) !== resident || resident.outbox[0]?.id !== eventId) return;
       resident.outbox = orNone(resident.outbox.slice(1));
       await this.write(resident);
@@ -609,21 +602,9 @@ export class ShardHost {
       const current = this.residents.get(userKey(app.sdkAppID, userID));
       return current === resident ? work(resident) : this.withResident(app, userID, work);
     };
-    return this.queued(resident, () =>
+    return runInOrder(resident, () =>
       resident.timerTransitions?.length ? this.commitTimerTransitions(resident).then(runWork) : runWork(),
     );
-  }
-
-  /** Runs `work` after everything queued for the user before it, and returns its outcome. */
-  private queued<T>(resident: Resident, work: () => Promise<T>): Promise<T> {
-    resident.inQueue++;
-    const run = resident.queue.then(work);
-    // Settles with nothing, whatever the work's outcome, and leaves the user idle if nothing followed it.
-    const done = (): void => {
-      if (--resident.inQueue === 0) resident.queue = IDLE;
-    };
-    resident.queue = run.then(done, done);
-    return run;
   }
 
   private async activate(app: AppConfig, userID: string): Promise<Resident> {
@@ -655,7 +636,7 @@ export class ShardHost {
       unwritten: false,
       friends: orNone(friends),
       queue: IDLE,
-      inQueue: 0,
+      queued: 0,
       inspectedUntil: 0,
       outbox: orNone(stored?.outbox ?? NONE),
       // Every field is in the literal: V8 gives a literal's fields room in the object itself, and
@@ -704,7 +685,7 @@ export class ShardHost {
 
   private onTimer(resident: Resident, transition: Transition): void {
     (resident.timerTransitions ??= []).push(transition);
-    void this.queued(resident, () => this.commitTimerTransitions(resident));
+    void runInOrder(resident, () => this.commitTimerTransitions(resident));
   }
 
   /**

@@ -4,6 +4,7 @@ import type { ServerFrame, WireError } from '../protocol.js';
 import type { DeviceSocket } from './deviceSocket.js';
 import type { Outbox } from './outbox.js';
 import { binaryFrame } from './wsFrame.js';
+import { IDLE, type Serial } from '../serialQueue.js';
 
 const packr = new Packr({ useRecords: false });
 
@@ -13,8 +14,6 @@ export const encodeForWire = (value: unknown): Uint8Array => packr.pack(value);
 /** A server frame as the bytes a socket is sent: msgpack in a binary WebSocket frame. */
 export const wireFrame = (frame: ServerFrame): Buffer => binaryFrame([encodeForWire(frame)]);
 
-/** The queue of a socket with no call yet: one settled promise serves them all. */
-const SETTLED: Promise<unknown> = Promise.resolve();
 
 /** Where a connection's frames are written: the socket under its WebSocket. */
 export interface FrameSink {
@@ -28,16 +27,16 @@ export interface LoginState {
 }
 
 /** One device socket: what it is logged in as, and its heartbeat deadline. */
-export class Connection {
+export class Connection implements Serial {
   login: LoginState | undefined;
   closed = false;
   /** Set when the server closed the socket on purpose (kick, shutdown): no DISCONNECT follows. */
   closedByServer = false;
   lastHeartbeatForwardedAt = 0;
-  /** Requests of one socket run one after another, so a device sees its calls applied in order. */
-  queue: Promise<unknown> = SETTLED;
+  /** Requests of one socket run one after another (`runInOrder`), so a device sees its calls applied in order. */
+  queue: Promise<unknown> = IDLE;
   /** Calls queued or running on this socket. */
-  callsInFlight = 0;
+  queued = 0;
   /**
    * Epoch ms after which a silent device counts as dropped; the gateway's sweep closes the
    * socket then. A number, not a timer per socket: a `Timeout` with its arguments held ~200 B
@@ -73,11 +72,6 @@ export class Connection {
 
   fail(id: number, error: WireError): void {
     this.send({ t: 'res', id, ok: false, error });
-  }
-
-  /** A call of this socket ended; with none left, the socket holds the shared settled queue, not a promise of its own (~50 B). */
-  idleAfterCall(): void {
-    if (--this.callsInFlight === 0) this.queue = SETTLED;
   }
 
   /** Moves the deadline after which a silent device counts as dropped to `timeoutMs` from `now`. */

@@ -20,6 +20,7 @@ import { Connection } from './connection.js';
 import { DeviceSocket } from './deviceSocket.js';
 import { Outbox } from './outbox.js';
 import { FrameError, listArg, parseFrame, validateCustomStatus, validateLogin, validateUserIDList } from './validate.js';
+import { runInOrder } from '../serialQueue.js';
 
 /** Frames above this are not even read by `ws`: the socket closes with 1009. */
 const HARD_FRAME_LIMIT = 1024 * 1024;
@@ -164,15 +165,13 @@ export class Gateway {
     }
     const liveness: Liveness = { due: connection.login !== undefined && this.onAlive(connection) };
     // A call waiting behind others would bring the liveness late: it goes at once instead.
-    if (liveness.due && (frame.t === 'hb' || connection.callsInFlight > 0)) {
+    if (liveness.due && (frame.t === 'hb' || connection.queued > 0)) {
       liveness.due = false;
       this.forwardHeartbeat(connection);
     }
     if (frame.t === 'hb') return connection.send({ t: 'hb' });
     const request = frame;
-    connection.callsInFlight++;
-    const run = connection.queue.then(() => this.answer(connection, request, liveness));
-    connection.queue = run.catch(() => undefined).finally(() => connection.idleAfterCall());
+    void runInOrder(connection, () => this.answer(connection, request, liveness));
   }
 
   private refuseFrame(connection: Connection, error: PresenceError): void {
