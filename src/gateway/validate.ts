@@ -10,7 +10,6 @@ import { OPERATIONS, type ArgsOf, type ClientFrame, type LoginArgs, type Operati
 
 const USER_ID = /^[A-Za-z0-9_.@-]{1,32}$/;
 const DEVICE_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
-const encoder = new TextEncoder();
 
 /** No app may raise its per-call limits above this; bounds the work of one frame. */
 export const MAX_IDS_PER_CALL = 1_000;
@@ -67,7 +66,8 @@ export function validateCustomStatus(args: unknown): string {
   const value = isRecord(args) ? args.customStatus : undefined;
   if (value === undefined || value === null) return '';
   if (typeof value !== 'string') throw invalidParameters(`customStatus must be a string, got ${describe(value)}`);
-  const bytes = encoder.encode(value).length;
+  // Counted, not encoded: a buffer per call for its length alone (a lone surrogate counts 3, as encoded).
+  const bytes = Buffer.byteLength(value, 'utf8');
   if (bytes > CUSTOM_STATUS_MAX_BYTES) {
     throw invalidParameters(`customStatus is ${bytes} UTF-8 bytes; at most ${CUSTOM_STATUS_MAX_BYTES} are allowed`);
   }
