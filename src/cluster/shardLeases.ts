@@ -81,6 +81,8 @@ export class ShardLeases {
   private ticking = false;
   /** Numbers the ownership steps, for {@link ShardServer.acquire}. */
   private steps = 0;
+  /** Each shard's rendezvous owner in the last view: a view changes seldom, a step runs twice a second. */
+  private desired: { view: string; of: Array<string | undefined> } | undefined;
   /** Shards dropped without a hand-over since start, for the metrics. */
   readonly losses = { fenced: 0, preempted: 0 };
 
@@ -189,8 +191,9 @@ export class ShardLeases {
       if (due) rechecks.push(shard);
       waiting.set(shard, due ? step : since);
     };
+    const owners = this.desiredOwners(view);
     for (let shard = 0; shard < this.options.shardCount; shard++) {
-      const mine = desiredOwner(shard, view) === self;
+      const mine = owners[shard] === self;
       if (this.held.has(shard)) {
         if (!mine) releases.push(shard);
         continue;
@@ -222,6 +225,14 @@ export class ShardLeases {
       this.options.log.warn({ shards: rechecks }, 'claims unchanged for too long (a watch event lost?); reading them again');
       await Promise.all(rechecks.map((shard) => this.reread(shard)));
     }
+  }
+
+  private desiredOwners(view: readonly string[]): ReadonlyArray<string | undefined> {
+    const key = JSON.stringify(view);
+    if (this.desired?.view !== key) {
+      this.desired = { view: key, of: Array.from({ length: this.options.shardCount }, (_, shard) => desiredOwner(shard, view)) };
+    }
+    return this.desired.of;
   }
 
   /** Graceful drain: hands every shard over and deletes the claims so successors claim at once. */
