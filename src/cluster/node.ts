@@ -19,7 +19,7 @@ import { ShardRouter } from './router.js';
 import { compactRanges } from './shardRanges.js';
 import { ShardLeases } from './shardLeases.js';
 import { SHARD_COUNT } from './shards.js';
-import { ShardHost } from './shardHost.js';
+import { ShardHost, type Resident } from './shardHost.js';
 import { AppRegistry, type AppConfig } from './stores/apps.js';
 import { FriendStore } from './stores/friends.js';
 import { UserStore } from './stores/users.js';
@@ -77,7 +77,7 @@ export class PresenceNode implements AdminBackend {
   private friends: FriendStore | undefined;
   private users: UserStore | undefined;
   private router: ShardRouter | undefined;
-  private fanout: FanOut | undefined;
+  private fanout: FanOut<Resident> | undefined;
   private readonly subscriptions: Subscription[] = [];
   private ready = false;
   /** Whether `start` created `defaultApp` (its secret is worth printing then). */
@@ -160,7 +160,7 @@ export class PresenceNode implements AdminBackend {
       metrics,
     });
     this.shardHost = shardHost;
-    this.fanout = new FanOut(t, delivery, (key) => shardHost.devicesOf(key), (seconds) => metrics.fanoutLatency.observe(seconds));
+    this.fanout = new FanOut<Resident>(t, delivery, (resident) => shardHost.devicesOf(resident), (seconds) => metrics.fanoutLatency.observe(seconds));
     this.apps.onChange((app) => shardHost.appChanged(app));
     this.subscriptions.push(
       t.subscribe(subjects.broadcast('friends'), (data) => {

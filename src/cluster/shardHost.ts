@@ -25,7 +25,8 @@ import { StatusBatcher } from './statusBatcher.js';
 import { IDLE, runInOrder, type Serial } from '../serialQueue.js';
 
 
-interface Resident extends Serial {
+/** A user's actor while it is in memory on this node; also how the fan-out names the user as a watcher. */
+export interface Resident extends Serial {
   actor: UserActor;
   sdkAppID: number;
   userID: string;
@@ -80,7 +81,7 @@ export interface ShardHostDeps {
   users: UserStore;
   friends: FriendStore;
   apps: AppRegistry;
-  fanout: () => FanOut;
+  fanout: () => FanOut<Resident>;
   delivery: DeliveryBatcher;
   clock: Clock | TimerClock;
   log: Logger;
@@ -220,9 +221,8 @@ export class ShardHost {
     return this.residents.get(userKey(sdkAppID, userID))?.actor;
   }
 
-  devicesOf(key: string) {
-    const resident = this.residents.get(key);
-    return resident ? Object.values(resident.actor.context.devices) : undefined;
+  devicesOf(resident: Resident): Device[] {
+    return Object.values(resident.actor.context.devices);
   }
 
   /**
@@ -423,9 +423,10 @@ export class ShardHost {
     // list is a new array only when it changed, so comparing references is enough.
     const last = resident.interest;
     if (last && last.online === basis.online && last.subscriptions === basis.subscriptions && last.friends === basis.friends) return;
+    // One that left memory while friends were being read takes no interest: nothing would take it out again.
+    if (this.residents.get(userKey(resident.sdkAppID, resident.userID)) !== resident) return;
     resident.interest = basis;
-    const key = userKey(resident.sdkAppID, resident.userID);
-    this.deps.fanout().follow(key, resident.sdkAppID, followedBy(last), followedBy(basis));
+    this.deps.fanout().follow(resident, resident.sdkAppID, followedBy(last), followedBy(basis));
   }
 
   private interestBasis(resident: Resident, app: AppConfig): InterestBasis {
@@ -534,7 +535,7 @@ export class ShardHost {
     const key = userKey(resident.sdkAppID, resident.userID);
     if (this.residents.get(key) === resident) this.residents.delete(key);
     this.webhooks.cancel(key);
-    this.deps.fanout().follow(key, resident.sdkAppID, followedBy(resident.interest), FOLLOWS_NOBODY);
+    this.deps.fanout().follow(resident, resident.sdkAppID, followedBy(resident.interest), FOLLOWS_NOBODY);
     resident.interest = undefined;
     resident.actor.stop();
   }

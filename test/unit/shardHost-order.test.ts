@@ -6,8 +6,8 @@ import type { ShardCommand } from '../../src/cluster/commands.js';
 import { ErrorCode } from '../../src/errors.js';
 import { DeliveryBatcher } from '../../src/cluster/delivery.js';
 import { FanOut } from '../../src/cluster/fanout.js';
-import { SHARD_COUNT } from '../../src/cluster/shards.js';
-import { ShardHost } from '../../src/cluster/shardHost.js';
+import { SHARD_COUNT, shardOf } from '../../src/cluster/shards.js';
+import { ShardHost, type Resident } from '../../src/cluster/shardHost.js';
 import { AppRegistry } from '../../src/cluster/stores/apps.js';
 import { FriendStore } from '../../src/cluster/stores/friends.js';
 import { UserStore } from '../../src/cluster/stores/users.js';
@@ -36,6 +36,14 @@ class GatedBucket extends MemoryKvBucket {
   override async update(key: string, value: Uint8Array, revision: number): Promise<number> {
     await this.gate;
     return super.update(key, value, revision);
+  }
+
+  /** Holds reads too: `readsToo` is set for the `friends` bucket, whose reads a friend change awaits. */
+  readsToo = false;
+
+  override async get(key: string) {
+    if (this.readsToo) await this.gate;
+    return super.get(key);
   }
 }
 
@@ -76,9 +84,11 @@ interface HostOptions {
   active?: KvBucket;
   /** The app's webhook receiver; by default one that refuses every delivery. */
   callbackUrl?: string;
+  /** The app's friend switch; off by default. */
+  friendStatusAutoNotify?: boolean;
 }
 
-async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', users: usersBucket, active }: HostOptions = {}) {
+async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', users: usersBucket, active, friendStatusAutoNotify = false }: HostOptions = {}) {
   const clock = new SimulatedClock();
   clock.set(1_700_000_000_000);
   const transport = new EmbeddedTransport();
@@ -87,15 +97,18 @@ async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', 
   const apps = new AppRegistry(new MemoryKvBucket('pres_apps') as KvBucket);
   await apps.start();
   // The callback refuses every delivery, so each webhook stays in the user's outbox, in order.
-  await apps.put({ sdkAppID: APP, secretKey: 'k', edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify: false, limits: DEFAULT_LIMITS, ...(callbackUrl ? { callbackUrl } : {}) });
+  await apps.put({ sdkAppID: APP, secretKey: 'k', edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify, limits: DEFAULT_LIMITS, ...(callbackUrl ? { callbackUrl } : {}) });
   const delivery = new DeliveryBatcher(transport);
   const store = new UserStore(users);
-  let fanout: FanOut | undefined;
+  const friendsBucket = new GatedBucket('pres_friends');
+  friendsBucket.readsToo = true;
+  const friends = new FriendStore(friendsBucket);
+  let fanout: FanOut<Resident> | undefined;
   const shardHost: ShardHost = new ShardHost({
     nodeId: 'n1',
     transport,
     users: store,
-    friends: new FriendStore(new MemoryKvBucket('pres_friends')),
+    friends,
     apps,
     fanout: () => fanout!,
     delivery,
@@ -104,7 +117,7 @@ async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', 
     writeBehind,
     ...(active ? { active } : {}),
   });
-  fanout = new FanOut(transport, delivery, (key) => shardHost.devicesOf(key));
+  fanout = new FanOut<Resident>(transport, delivery, (resident) => shardHost.devicesOf(resident));
   shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
   const run = (command: ShardCommand) => shardHost.handleHere(command)!;
   return {
@@ -114,6 +127,11 @@ async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', 
     run,
     statuses: (userIDs: string[]) => shardHost.statuses(APP, userIDs),
     resident: () => shardHost.resident(APP, 'alice'),
+    friends,
+    friendsBucket,
+    friendsChanged: (userIDs: string[]) => shardHost.friendsChanged(APP, userIDs),
+    watchedUsers: () => fanout!.interestCount,
+    dropShardOf: (userID: string) => shardHost.drop(shardOf(APP, userID)),
     stop: () => shardHost.stop(),
   };
 }
@@ -158,6 +176,27 @@ describe('shard host', () => {
     expect(resident()).toBeUndefined();
     expect(await run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios', sigTime: issued + 2 })).toMatchObject({ ok: false, error: { code: ErrorCode.USERSIG_REVOKED } });
     expect(await run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios', sigTime: issued + 3 })).toMatchObject({ ok: true });
+    await stop();
+  });
+
+  it('shard host - a user that leaves memory while a friend change is read takes no fan-out interest afterwards', async () => {
+    const { run, resident, friends, friendsBucket, friendsChanged, watchedUsers, dropShardOf, stop } = await host({ callbackUrl: '', friendStatusAutoNotify: true });
+    await friends.apply(APP, [['alice', 'bob']], []);
+    await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
+    expect(watchedUsers()).toBe(1);
+    await friends.apply(APP, [['alice', 'carol']], []);
+
+    friendsBucket.hold();
+    const change = friendsChanged(['alice']);
+    // The node is fenced from alice's shard while her friends are read: her actor leaves memory, online.
+    dropShardOf('alice');
+    expect(resident()).toBeUndefined();
+    expect(watchedUsers()).toBe(0);
+    friendsBucket.release();
+    await change;
+
+    // Her old record must not watch bob and carol: nothing would ever take it out again.
+    expect(watchedUsers()).toBe(0);
     await stop();
   });
 
