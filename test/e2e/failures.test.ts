@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserStatusType, type UserStatus } from '../../src/client/index.js';
 import { spawnClientProcess, type ClientProcess } from '../support/clientProcess.js';
@@ -46,6 +47,18 @@ async function whileFrozen<T>(i: number, work: () => Promise<T>): Promise<T> {
   } finally {
     resume(child);
   }
+}
+
+/** Sends `request` as it is to node `i` and resolves with the status line of its answer. */
+function rawHttp(i: number, request: string): Promise<string> {
+  const { hostname, port } = new URL(deployment.nodes[i % deployment.nodes.length]!.httpUrl);
+  return new Promise((resolve, reject) => {
+    let answer = '';
+    const socket = connect(Number(port), hostname, () => socket.write(request));
+    socket.on('data', (chunk) => (answer += chunk.toString('latin1')));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(answer.split('\r\n')[0]!));
+  });
 }
 
 async function healthz(i: number): Promise<{ status: number; body: unknown }> {
@@ -139,6 +152,10 @@ describe('failures', () => {
       raw.send({ t: 'req', id: 2, op: 'explode', args: { userIDList: new Array(10_000).fill('x') } });
       raw.sendBytes(new Uint8Array(1024 * 1024 + 1));
       expect((await raw.closed()).code).toBe(1009);
+      // A target the URL parser refuses, once a crash of the node: refused with 400.
+      expect(await rawHttp(i, 'GET //% HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toBe('HTTP/1.1 400 Bad Request');
+      const upgrade = 'GET //% HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+      expect(await rawHttp(i, upgrade)).toBe('HTTP/1.1 400 Bad Request');
     }
 
     for (let i = 0; i < deployment.nodes.length; i++) expect(await healthz(i)).toEqual({ status: 200, body: { ok: true } });
