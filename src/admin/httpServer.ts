@@ -3,6 +3,7 @@ import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../log.js';
 import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 import { ErrorCode } from '../errors.js';
+import { refuseUpgrade } from '../gateway/refuseUpgrade.js';
 import { sendJson, type AdminApi } from './adminApi.js';
 import { serveUi } from './uiAssets.js';
 
@@ -78,7 +79,7 @@ export function createHttpServer(routes: HttpRoutes): Server {
   server.on('upgrade', (request, socket, head) => {
     const path = pathOf(request.url);
     if (path !== '/ws') {
-      socket.end(path === undefined ? 'HTTP/1.1 400 Bad Request\r\n\r\n' : 'HTTP/1.1 404 Not Found\r\n\r\n');
+      refuseUpgrade(socket, path === undefined ? '400 Bad Request' : '404 Not Found');
       return;
     }
     routes.gateway.handleUpgrade(request, socket, head);

@@ -19,6 +19,7 @@ import { CloseCode, MAX_FRAME_BYTES, OPERATIONS, type ClientFrame, type LoginRes
 import { Connection } from './connection.js';
 import { DeviceSocket } from './deviceSocket.js';
 import { Outbox } from './outbox.js';
+import { refuseUpgrade } from './refuseUpgrade.js';
 import { FrameError, listArg, parseFrame, validateCustomStatus, validateLogin, validateUserIDList } from './validate.js';
 import { runInOrder } from '../serialQueue.js';
 
@@ -102,7 +103,7 @@ export class Gateway {
 
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.draining) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\n\r\n');
+      refuseUpgrade(socket, '503 Service Unavailable');
       return;
     }
     this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, socket));

@@ -61,6 +61,19 @@ function rawHttp(i: number, request: string): Promise<string> {
   });
 }
 
+/** Asks node `i` to upgrade `path` and resets the connection at once, as a client that crashes would. */
+function upgradeThenReset(i: number, path: string): Promise<void> {
+  const { hostname, port } = new URL(deployment.nodes[i % deployment.nodes.length]!.httpUrl);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname, () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+      socket.resetAndDestroy();
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve());
+  });
+}
+
 async function healthz(i: number): Promise<{ status: number; body: unknown }> {
   const response = await fetch(`${deployment.nodes[i % deployment.nodes.length]!.httpUrl}/healthz`);
   return { status: response.status, body: await response.json() };
@@ -156,6 +169,8 @@ describe('failures', () => {
       expect(await rawHttp(i, 'GET //% HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toBe('HTTP/1.1 400 Bad Request');
       const upgrade = 'GET //% HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
       expect(await rawHttp(i, upgrade)).toBe('HTTP/1.1 400 Bad Request');
+      // Refused upgrades whose client resets the connection at once: each was a crash of the node.
+      for (const path of ['/nope', '//%']) await upgradeThenReset(i, path);
     }
 
     for (let i = 0; i < deployment.nodes.length; i++) expect(await healthz(i)).toEqual({ status: 200, body: { ok: true } });
