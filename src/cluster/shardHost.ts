@@ -275,8 +275,7 @@ export class ShardHost {
     for (const userID of userIDs) {
       const resident = this.residents.get(userKey(sdkAppID, userID));
       if (!resident || !app) continue;
-      resident.friends = orNone(await this.deps.friends.friendsOf(sdkAppID, userID));
-      this.updateInterest(resident, app);
+      await this.refreshFriends(resident, app);
     }
   }
 
@@ -437,8 +436,18 @@ export class ShardHost {
     };
   }
 
+  /**
+   * Nobody awaits it to the end (an admin change reaches every node as a broadcast), so a read
+   * that fails (JetStream unreachable for the KV call's whole retry) is logged here: it was an
+   * unhandled rejection, which ends a Node process. The list read at the user's next load is current.
+   */
   private async refreshFriends(resident: Resident, app: AppConfig): Promise<void> {
-    resident.friends = app.friendStatusAutoNotify ? orNone(await this.deps.friends.friendsOf(app.sdkAppID, resident.userID)) : NONE;
+    try {
+      resident.friends = app.friendStatusAutoNotify ? orNone(await this.deps.friends.friendsOf(app.sdkAppID, resident.userID)) : NONE;
+    } catch (error) {
+      this.deps.log.error({ err: error, user: resident.userID, app: resident.sdkAppID }, 'friend list not read; the one held stays until the user is loaded again');
+      return;
+    }
     this.updateInterest(resident, app);
   }
 

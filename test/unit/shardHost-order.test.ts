@@ -41,8 +41,12 @@ class GatedBucket extends MemoryKvBucket {
   /** Holds reads too: `readsToo` is set for the `friends` bucket, whose reads a friend change awaits. */
   readsToo = false;
 
+  /** Reads fail while set, as a KV call does once JetStream stayed unreachable for its whole retry. */
+  failingReads = false;
+
   override async get(key: string) {
     if (this.readsToo) await this.gate;
+    if (this.failingReads) throw new Error('JetStream did not answer');
     return super.get(key);
   }
 }
@@ -130,6 +134,7 @@ async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', 
     friends,
     friendsBucket,
     friendsChanged: (userIDs: string[]) => shardHost.friendsChanged(APP, userIDs),
+    appChanged: () => shardHost.appChanged(apps.get(APP)!),
     watchedUsers: () => fanout!.interestCount,
     dropShardOf: (userID: string) => shardHost.drop(shardOf(APP, userID)),
     stop: () => shardHost.stop(),
@@ -197,6 +202,26 @@ describe('shard host', () => {
 
     // Her old record must not watch bob and carol: nothing would ever take it out again.
     expect(watchedUsers()).toBe(0);
+    await stop();
+  });
+
+  it('shard host - a friend list that cannot be read after an admin change is logged, not a crash, and the one held stays', async () => {
+    const { run, friends, friendsBucket, friendsChanged, appChanged, watchedUsers, stop } = await host({ callbackUrl: '', friendStatusAutoNotify: true });
+    await friends.apply(APP, [['alice', 'bob']], []);
+    await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
+    expect(watchedUsers()).toBe(1);
+
+    friendsBucket.failingReads = true;
+    // Neither rejects: a rejection nobody handles would end the node (and fail this run).
+    await friendsChanged(['alice']);
+    appChanged();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(watchedUsers()).toBe(1);
+
+    friendsBucket.failingReads = false;
+    await friends.apply(APP, [['alice', 'carol']], []);
+    await friendsChanged(['alice']);
+    expect(watchedUsers()).toBe(2);
     await stop();
   });
 
