@@ -7,8 +7,9 @@ const FNV_PRIME = 0x01000193;
 /**
  * 32-bit FNV-1a over the UTF-8 bytes of `text`, as `TextEncoder` gives them (a lone
  * surrogate counts as U+FFFD). The bytes are produced in the loop, not encoded into a
- * buffer first: every command's routing and every ownership step (1024 shards × the view)
- * hashes, and a buffer per hash cost ~1 µs and a native allocation each time.
+ * buffer first: every command's routing hashes its user, every new view of the cluster
+ * hashes 1024 shards for each of its nodes, and a buffer per hash cost ~1 µs and a native
+ * allocation each time.
  * Every node of a cluster must agree on these values, so they never change.
  */
 export function fnv1a32(text: string): number {
