@@ -43,13 +43,23 @@ export class CpuMeter {
 
   /** Total µs so far; a process that has exited keeps its last reading. */
   read(): number {
+    this.refresh();
     let total = 0;
+    for (const value of this.last.values()) total += value;
+    return total;
+  }
+
+  /** µs so far of each process, by pid: which node of several did the work. */
+  readEach(): Map<number, number> {
+    this.refresh();
+    return new Map(this.last);
+  }
+
+  private refresh(): void {
     for (const pid of this.pids()) {
       const now = cpuMicros(pid);
       if (now !== undefined) this.last.set(pid, now);
     }
-    for (const value of this.last.values()) total += value;
-    return total;
   }
 }
 

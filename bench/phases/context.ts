@@ -49,6 +49,8 @@ export interface Ctx {
 export interface PhaseCost {
   wallSeconds: number;
   serverCpuSeconds: number;
+  /** The same, per node process in start order: on 3 nodes, whether one of them was the busy one. */
+  serverCpuSecondsPerNode: number[];
   driverCpuSeconds: number;
   natsServerCpuSeconds: number | null;
   /** Share of the machine's cores: 100 % = one core busy for the whole phase. */
@@ -63,18 +65,21 @@ export interface Meter {
 export function meter(ctx: Ctx): Meter {
   const t0 = nowUs();
   const s0 = ctx.serverCpu.read();
+  const each0 = ctx.serverCpu.readEach();
   const d0 = ctx.driverCpu.read();
   const n0 = ctx.natsCpu?.read();
   return {
     stop() {
       const wall = (nowUs() - t0) / 1e6;
       const server = (ctx.serverCpu.read() - s0) / 1e6;
+      const perNode = [...ctx.serverCpu.readEach()].map(([pid, micros]) => round((micros - (each0.get(pid) ?? 0)) / 1e6, 3));
       const driver = (ctx.driverCpu.read() - d0) / 1e6;
       const nats = ctx.natsCpu && n0 !== undefined ? (ctx.natsCpu.read() - n0) / 1e6 : null;
       const pct = (cpu: number) => (wall > 0 ? round((cpu / wall) * 100, 1) : 0);
       return {
         wallSeconds: round(wall, 3),
         serverCpuSeconds: round(server, 3),
+        serverCpuSecondsPerNode: perNode,
         driverCpuSeconds: round(driver, 3),
         natsServerCpuSeconds: nats === null ? null : round(nats, 3),
         serverCpuPercent: pct(server),

@@ -94,5 +94,10 @@ describe('the benchmark, tiny', () => {
     expect(json!.summary.lostAcknowledgedWrites, output).toBe(0);
     const failover = json!.summary.failoverSeconds;
     expect(failover === null || (typeof failover === 'number' && failover >= 0)).toBe(true);
+    // The burst's CPU split by node: one figure per node, adding up to the total.
+    const burst = json!.phases.burst;
+    expect(burst.serverCpuSecondsPerNode, output).toHaveLength(3);
+    const sum = burst.serverCpuSecondsPerNode.reduce((a: number, b: number) => a + b, 0);
+    expect(Math.abs(sum - burst.serverCpuSeconds)).toBeLessThan(0.01);
   });
 });
