@@ -64,15 +64,16 @@ export interface Meter {
 
 export function meter(ctx: Ctx): Meter {
   const t0 = nowUs();
-  const s0 = ctx.serverCpu.read();
   const each0 = ctx.serverCpu.readEach();
   const d0 = ctx.driverCpu.read();
   const n0 = ctx.natsCpu?.read();
   return {
     stop() {
       const wall = (nowUs() - t0) / 1e6;
-      const server = (ctx.serverCpu.read() - s0) / 1e6;
-      const perNode = [...ctx.serverCpu.readEach()].map(([pid, micros]) => round((micros - (each0.get(pid) ?? 0)) / 1e6, 3));
+      // One reading per node, the total their sum: a node started during the phase counts whole.
+      const spent = [...ctx.serverCpu.readEach()].map(([pid, micros]) => (micros - (each0.get(pid) ?? 0)) / 1e6);
+      const server = spent.reduce((sum, seconds) => sum + seconds, 0);
+      const perNode = spent.map((seconds) => round(seconds, 3));
       const driver = (ctx.driverCpu.read() - d0) / 1e6;
       const nats = ctx.natsCpu && n0 !== undefined ? (ctx.natsCpu.read() - n0) / 1e6 : null;
       const pct = (cpu: number) => (wall > 0 ? round((cpu / wall) * 100, 1) : 0);

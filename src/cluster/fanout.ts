@@ -50,7 +50,7 @@ export class FanOut<W = string> {
   constructor(
     private readonly transport: Transport,
     private readonly delivery: DeliveryBatcher,
-    private readonly devicesOf: (watcher: W) => Iterable<Device> | undefined,
+    private readonly devicesOf: (watcher: W) => Iterable<Device>,
     /** Seconds from the owner's publish to this dispatch (wall clocks of two nodes: skew shows). */
     private readonly observeLatency: (seconds: number) => void = () => undefined,
   ) {}
@@ -167,7 +167,7 @@ export class FanOut<W = string> {
     if (status.version <= interest.version) return false;
     interest.version = status.version;
     for (const watcher of interest.watchers) {
-      for (const device of this.devicesOf(watcher) ?? []) this.delivery.push(device.gatewayId, device.connId, status);
+      for (const device of this.devicesOf(watcher)) this.delivery.push(device.gatewayId, device.connId, status);
     }
     return true;
   }
