@@ -134,6 +134,9 @@ export class ShardHost {
   private activeListing: { step: number; keys: Promise<string[]> } | undefined;
   /** The latest `inspectedUntil` of any resident: until then some dashboard may watch one. */
   private watchedUntil = 0;
+  /** Friend-list reads started, to number them; and the last one started for each user still reading. */
+  private friendReadsStarted = 0;
+  private readonly latestFriendRead = new Map<Resident, number>();
 
   /** Transitions made by the actors here, for the dashboard's events per second. */
   readonly events: RateMeter;
@@ -269,21 +272,27 @@ export class ShardHost {
     );
   }
 
-  /** Re-reads the friend lists of resident users after an admin change. */
+  /** Re-reads the friend lists of users in memory, or being loaded, after an admin change. */
   async friendsChanged(sdkAppID: number, userIDs: readonly string[]): Promise<void> {
     const app = this.deps.apps.get(sdkAppID);
+    if (!app) return;
+    const loading: Array<Promise<void>> = [];
     for (const userID of userIDs) {
-      const resident = this.residents.get(userKey(sdkAppID, userID));
-      if (!resident || !app) continue;
-      await this.refreshFriends(resident, app);
+      const key = userKey(sdkAppID, userID);
+      const resident = this.residents.get(key);
+      const pending = resident ? undefined : this.activating.get(key);
+      if (resident) await this.refreshFriends(resident, app);
+      else if (pending) loading.push(this.refreshOnceLoaded(pending, app));
     }
+    await Promise.all(loading);
   }
 
-  /** Applies a changed app configuration (the friend switch) to resident watchers. */
+  /** Applies a changed app configuration (the friend switch) to watchers in memory or being loaded. */
   appChanged(app: AppConfig): void {
     for (const resident of this.residents.values()) {
       if (resident.sdkAppID === app.sdkAppID) void this.refreshFriends(resident, app);
     }
+    for (const loading of this.activating.values()) void this.refreshOnceLoaded(loading, app);
   }
 
   /** Persists and stops every actor; the node is going away. */
@@ -367,7 +376,7 @@ export class ShardHost {
     for (const kick of transition.kicks) this.deps.delivery.kick(kick.gatewayId, kick.connId, kick.code);
     if (changed) this.announce(resident, transition);
     if (resident.outbox.length) this.webhooks.kick(userKey(resident.sdkAppID, resident.userID));
-    this.updateInterest(resident, app);
+    this.updateInterest(resident);
     if (this.canRest(resident, now)) await this.passivate(resident);
   }
 
@@ -416,7 +425,13 @@ export class ShardHost {
     }
   }
 
-  private updateInterest(resident: Resident, app: AppConfig): void {
+  /**
+   * Follows what the actor and its friend list say now, under the app's switch as it is now: a
+   * command that started before the switch changed commits after the change's own refresh.
+   */
+  private updateInterest(resident: Resident): void {
+    const app = this.deps.apps.get(resident.sdkAppID);
+    if (!app) return;
     const basis = this.interestBasis(resident, app);
     // Most commits (a custom status, a heartbeat) change none of it: the actor's subscription
     // list is a new array only when it changed, so comparing references is enough.
@@ -440,15 +455,36 @@ export class ShardHost {
    * Nobody awaits it to the end (an admin change reaches every node as a broadcast), so a read
    * that fails (JetStream unreachable for the KV call's whole retry) is logged here: it was an
    * unhandled rejection, which ends a Node process. The list read at the user's next load is current.
+   *
+   * Two changes close together start two reads, whose answers may come back in either order:
+   * only the read started last is kept, since it began after every change announced before it.
    */
   private async refreshFriends(resident: Resident, app: AppConfig): Promise<void> {
+    const read = ++this.friendReadsStarted;
+    this.latestFriendRead.set(resident, read);
+    let friends: readonly string[] | undefined;
     try {
-      resident.friends = app.friendStatusAutoNotify ? orNone(await this.deps.friends.friendsOf(app.sdkAppID, resident.userID)) : NONE;
+      friends = app.friendStatusAutoNotify ? orNone(await this.deps.friends.friendsOf(app.sdkAppID, resident.userID)) : NONE;
     } catch (error) {
       this.deps.log.error({ err: error, user: resident.userID, app: resident.sdkAppID }, 'friend list not read; the one held stays until the user is loaded again');
-      return;
     }
-    this.updateInterest(resident, app);
+    if (this.latestFriendRead.get(resident) !== read) return;
+    this.latestFriendRead.delete(resident);
+    if (!friends) return;
+    resident.friends = friends;
+    this.updateInterest(resident);
+  }
+
+  /**
+   * A user being loaded read its friend list (or skipped it, under the app's switch then) before
+   * a change it must see: its list is read again once it is in memory. A load that fails leaves
+   * nothing to refresh; its command reports the failure.
+   */
+  private async refreshOnceLoaded(loading: Promise<Resident>, app: AppConfig): Promise<void> {
+    const resident = await loading.catch(() => undefined);
+    if (resident?.sdkAppID === app.sdkAppID && this.residents.get(userKey(app.sdkAppID, resident.userID)) === resident) {
+      await this.refreshFriends(resident, app);
+    }
   }
 
   private async passivate(resident: Resident): Promise<void> {
@@ -581,7 +617,7 @@ export class ShardHost {
     const userID = userFromToken(token);
     await this.withResident(config, userID, async (resident) => {
       resident.indexed = true;
-      this.updateInterest(resident, config);
+      this.updateInterest(resident);
       await this.pushFollowed(resident, Object.values(resident.actor.context.devices));
       if (this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
     });

@@ -51,6 +51,32 @@ class GatedBucket extends MemoryKvBucket {
   }
 }
 
+/**
+ * A bucket whose reads, while `holding`, take their value at once and answer only when the test
+ * releases them, in any order: a KV read that was answered before a write but arrives after it.
+ */
+class HeldReadsBucket extends MemoryKvBucket {
+  holding = false;
+  /** Releases of the reads held so far, in the order they were made. */
+  readonly held: Array<() => void> = [];
+  private onHeld: (() => void) | undefined;
+
+  override async get(key: string) {
+    const entry = await super.get(key);
+    if (!this.holding) return entry;
+    await new Promise<void>((resolve) => {
+      this.held.push(resolve);
+      this.onHeld?.();
+    });
+    return entry;
+  }
+
+  /** Resolves once `count` reads are held. */
+  async heldReads(count: number): Promise<void> {
+    while (this.held.length < count) await new Promise<void>((resolve) => (this.onHeld = resolve));
+  }
+}
+
 /** Writes of every bucket that shares `log`, in order, as `<bucket> <op>`; writes fail while `failing`. */
 class RecordingBucket extends MemoryKvBucket {
   failing = false;
@@ -90,9 +116,11 @@ interface HostOptions {
   callbackUrl?: string;
   /** The app's friend switch; off by default. */
   friendStatusAutoNotify?: boolean;
+  /** The `friends` bucket; by default one whose reads wait while `hold()` holds them. */
+  friendsBucket?: MemoryKvBucket;
 }
 
-async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', users: usersBucket, active, friendStatusAutoNotify = false }: HostOptions = {}) {
+async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', users: usersBucket, active, friendStatusAutoNotify = false, friendsBucket: ownFriendsBucket }: HostOptions = {}) {
   const clock = new SimulatedClock();
   clock.set(1_700_000_000_000);
   const transport = new EmbeddedTransport();
@@ -106,7 +134,15 @@ async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', 
   const store = new UserStore(users);
   const friendsBucket = new GatedBucket('pres_friends');
   friendsBucket.readsToo = true;
-  const friends = new FriendStore(friendsBucket);
+  const friends = new FriendStore(ownFriendsBucket ?? friendsBucket);
+  // What the gateway `gw` (every device here) was sent: `[connId, userID]` per status pushed.
+  const pushed: Array<[string, string]> = [];
+  let delivered: (() => void) | undefined;
+  delivery.connectLocal('gw', (message) => {
+    for (const [connId, indexes] of message.pushes ?? []) for (const i of indexes) pushed.push([connId, message.statuses![i]!.userID]);
+    delivered?.();
+  });
+  const pushedTo = (connId: string) => pushed.filter(([c]) => c === connId).map(([, userID]) => userID);
   let fanout: FanOut<Resident> | undefined;
   const shardHost: ShardHost = new ShardHost({
     nodeId: 'n1',
@@ -135,6 +171,16 @@ async function host({ writeBehind = false, callbackUrl = 'http://127.0.0.1:9/', 
     friendsBucket,
     friendsChanged: (userIDs: string[]) => shardHost.friendsChanged(APP, userIDs),
     appChanged: () => shardHost.appChanged(apps.get(APP)!),
+    apps,
+    /** Users whose status was pushed to a connection so far, pending pushes included. */
+    pushedTo: (connId: string) => {
+      delivery.flush();
+      return pushedTo(connId);
+    },
+    /** Resolves once pushes to a connection, as they arrive at the gateway, pass `test`. */
+    pushesArrive: async (connId: string, test: (userIDs: string[]) => boolean) => {
+      while (!test(pushedTo(connId))) await new Promise<void>((resolve) => (delivered = resolve));
+    },
     watchedUsers: () => fanout!.interestCount,
     dropShardOf: (userID: string) => shardHost.drop(shardOf(APP, userID)),
     stop: () => shardHost.stop(),
@@ -222,6 +268,80 @@ describe('shard host', () => {
     await friends.apply(APP, [['alice', 'carol']], []);
     await friendsChanged(['alice']);
     expect(watchedUsers()).toBe(2);
+    await stop();
+  });
+
+  it('shard host - of two friend-list reads that answer out of order, the one started last is kept', async () => {
+    const reads = new HeldReadsBucket('pres_friends');
+    const { run, friends, friendsChanged, pushedTo, pushesArrive, stop } = await host({ callbackUrl: '', friendStatusAutoNotify: true, friendsBucket: reads });
+    for (const user of ['bob', 'carol']) await run({ app: APP, user, deviceId: 'web', connId: `c-${user}`, op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
+    await friends.apply(APP, [['alice', 'bob']], []);
+    await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
+
+    await friends.apply(APP, [], [['alice', 'bob']]);
+    reads.holding = true;
+    const older = friendsChanged(['alice']); // reads []
+    await reads.heldReads(1);
+    reads.holding = false;
+    await friends.apply(APP, [['alice', 'carol']], []);
+    reads.holding = true;
+    const newer = friendsChanged(['alice']); // reads [carol]
+    await reads.heldReads(2);
+    reads.holding = false;
+    reads.held[1]!();
+    await newer;
+    reads.held[0]!();
+    await older;
+
+    // Her devices hear from carol, not bob: a new device is sent whom she follows...
+    await run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios', sigTime: 0 });
+    expect(pushedTo('c-ios').filter((user) => user !== 'alice')).toEqual(['carol']);
+    // ...and a change of carol's reaches her first device through the fan-out.
+    const earlier = pushedTo('c-web').length;
+    await run({ app: APP, user: 'carol', deviceId: 'web', connId: 'c-carol', op: 'setCustomStatus', customStatus: 'back' });
+    await pushesArrive('c-web', (users) => users.slice(earlier).some((user) => user !== 'alice'));
+    // (carol's login may arrive there too: the test has not let a tick end since it.)
+    expect(new Set(pushedTo('c-web').slice(earlier).filter((user) => user !== 'alice'))).toEqual(new Set(['carol']));
+    await stop();
+  });
+
+  it('shard host - a friend change announced while the user is being loaded is read again once she is in memory', async () => {
+    const reads = new HeldReadsBucket('pres_friends');
+    const { run, friends, friendsChanged, pushedTo, stop } = await host({ callbackUrl: '', friendStatusAutoNotify: true, friendsBucket: reads });
+    for (const user of ['bob', 'carol']) await run({ app: APP, user, deviceId: 'web', connId: `c-${user}`, op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
+    await friends.apply(APP, [['alice', 'bob']], []);
+
+    reads.holding = true;
+    const login = run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
+    await reads.heldReads(1); // her load has read [bob]
+    reads.holding = false;
+    await friends.apply(APP, [['alice', 'carol']], [['alice', 'bob']]);
+    const change = friendsChanged(['alice']);
+    reads.held[0]!();
+    expect(await login).toMatchObject({ ok: true });
+    await change;
+
+    await run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios', sigTime: 0 });
+    expect(pushedTo('c-ios').filter((user) => user !== 'alice')).toEqual(['carol']);
+    await stop();
+  });
+
+  it('shard host - the friend switch turned on while a user is being loaded takes effect once she is in memory', async () => {
+    const { gate, run, friends, apps, appChanged, pushedTo, stop } = await host({ callbackUrl: '' });
+    await run({ app: APP, user: 'bob', deviceId: 'web', connId: 'c-bob', op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
+    await friends.apply(APP, [['alice', 'bob']], []);
+
+    gate.readsToo = true;
+    gate.hold();
+    // Loaded under the switch off: her load reads no friend list.
+    const login = run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
+    await apps.put({ ...apps.get(APP)!, friendStatusAutoNotify: true });
+    appChanged();
+    gate.release();
+    expect(await login).toMatchObject({ ok: true });
+
+    await run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios', sigTime: 0 });
+    expect(pushedTo('c-ios').filter((user) => user !== 'alice')).toEqual(['bob']);
     await stop();
   });
 
