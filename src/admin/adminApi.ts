@@ -76,6 +76,11 @@ export class AdminApi {
         sendJson(response, status, { code: error.code, desc: error.desc });
         return;
       }
+      // A client that went away mid-body: nothing was applied and nobody is left to answer.
+      if (!request.complete && request.destroyed) {
+        this.log.info({ path }, 'admin request abandoned by its client before its body was read');
+        return;
+      }
       this.log.error({ err: error, path }, 'admin request failed');
       sendJson(response, 500, { code: ErrorCode.INTERNAL_ERROR, desc: 'internal error' });
     }
