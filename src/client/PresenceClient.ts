@@ -47,7 +47,11 @@ export class PresenceClient {
         urls: [...urls],
         WebSocket: options.WebSocket,
         requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
-        backoff: { ...DEFAULT_BACKOFF, ...options.reconnect },
+        // Not a spread: an option given as `undefined` must keep its default, not become NaN delays.
+        backoff: {
+          initialDelayMs: options.reconnect?.initialDelayMs ?? DEFAULT_BACKOFF.initialDelayMs,
+          maxDelayMs: options.reconnect?.maxDelayMs ?? DEFAULT_BACKOFF.maxDelayMs,
+        },
         heartbeatIntervalMs: options.heartbeatIntervalMs,
       },
       {
@@ -83,16 +87,18 @@ export class PresenceClient {
    * the socket is closed and the promise rejects with the server's error (70001, 70003, 70013,
    * 70014, 70020, 70052, 6017) or 6012 when the server cannot be reached in time.
    */
-  async login(userID: string, userSig: string, options: LoginOptions = {}): Promise<void> {
+  async login(userID: string, userSig: string, options: LoginOptions | null = {}): Promise<void> {
     const current = this.connection.loginUser;
+    // Checked first: while logged out, `current === userID` would let `undefined` through.
+    if (typeof userID !== 'string') throw new PresenceError(ErrorCode.INVALID_PARAMETERS, 'userID must be a string');
     if (this.loginInProgress) throw new PresenceError(ErrorCode.INVALID_PARAMETERS, 'a login is already in progress');
     if (current === userID) return;
     if (current !== undefined) {
       throw new PresenceError(ErrorCode.INVALID_PARAMETERS, `already logged in as ${current}; call logout() first`);
     }
     const args: LoginArgs = { sdkAppID: this.sdkAppID, userID, userSig };
-    if (options.deviceId !== undefined) args.deviceId = options.deviceId;
-    if (options.platform !== undefined) args.platform = options.platform;
+    if (options?.deviceId !== undefined) args.deviceId = options.deviceId;
+    if (options?.platform !== undefined) args.platform = options.platform;
     // Cleared before the login goes out, so no push of the new login can be mistaken for stale.
     this.versions.clear();
     this.subscribed.clear();
@@ -105,8 +111,8 @@ export class PresenceClient {
   }
 
   /** Sets the custom status (at most 256 UTF-8 bytes); `''`, `null` or no value clears it. */
-  async setSelfStatus(status: { customStatus?: string | null } = {}): Promise<void> {
-    const args: ArgsOf['setSelfStatus'] = status.customStatus === undefined ? {} : { customStatus: status.customStatus };
+  async setSelfStatus(status: { customStatus?: string | null } | null = {}): Promise<void> {
+    const args: ArgsOf['setSelfStatus'] = status?.customStatus === undefined ? {} : { customStatus: status.customStatus };
     // The answer's status is not recorded as seen: the push of that same version must still
     // reach the listeners, as SPEC §3 notifies the caller's own devices too.
     await this.connection.request('setSelfStatus', args);
@@ -114,12 +120,12 @@ export class PresenceClient {
 
   /**
    * The statuses of `userIDList` (at most 500), in that order; unknown users come back UNLOGINED.
-   * The versions are remembered, so a later push of the same version is not delivered again.
+   * The versions are remembered, so a later push of the same version is not delivered again;
+   * a user whose status was already seen newer (a push overtook the answer) gets that status.
    */
   async getUserStatus(userIDList: string[]): Promise<UserStatus[]> {
     const { statuses } = await this.connection.request('getUserStatus', { userIDList });
-    this.versions.acceptNewer(statuses);
-    return statuses;
+    return this.versions.newestOf(statuses);
   }
 
   /** Subscribes to the status changes of `userIDList` (at most 100 per call). */
@@ -129,10 +135,10 @@ export class PresenceClient {
   }
 
   /** Unsubscribes from `userIDList`; `[]` or no list ends every subscription. */
-  async unsubscribeUserStatus(userIDList?: string[]): Promise<void> {
-    const all = userIDList === undefined || userIDList.length === 0;
-    await this.connection.request('unsubscribeUserStatus', all ? {} : { userIDList });
-    this.subscribed.removed(all ? undefined : userIDList);
+  async unsubscribeUserStatus(userIDList?: string[] | null): Promise<void> {
+    const list = userIDList ?? [];
+    await this.connection.request('unsubscribeUserStatus', list.length === 0 ? {} : { userIDList: list });
+    this.subscribed.removed(list);
   }
 
   /**

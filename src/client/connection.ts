@@ -48,6 +48,8 @@ export class Connection {
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   /** Grows at every teardown, so async work begun before it knows to stop. */
   private epoch = 0;
+  /** Why the last teardown ended the login, for a login whose answer came just before it. */
+  private endReason: PresenceError | undefined;
   private urlIndex = 0;
 
   constructor(private readonly options: ConnectionOptions, private readonly hooks: ConnectionHooks) {
@@ -73,6 +75,8 @@ export class Connection {
     const epoch = this.epoch;
     try {
       const result = await this.connectAndLogin(args);
+      // A kick or close() handled in the same turn as the answer, before this resumed.
+      if (epoch !== this.epoch) throw this.endReason!;
       this.session = { ...args, deviceId: result.deviceId };
       this.onLoggedIn(result);
     } catch (err) {
@@ -95,6 +99,7 @@ export class Connection {
   /** Ends the login for good (logout, close): no reconnect; pending calls fail with `reason`. */
   teardown(reason: PresenceError): void {
     this.epoch += 1;
+    this.endReason = reason;
     this.session = undefined;
     this.reconnects.cancel();
     this.pending.failAll(reason);
@@ -154,16 +159,17 @@ export class Connection {
     const lost = new PresenceError(ErrorCode.REQUEST_TIMEOUT, `connection lost (close code ${code})`);
     if (code === CloseCode.GOING_AWAY) this.pending.unsendSent(lost);
     else this.pending.failSent(lost);
-    this.urlIndex += 1;
     if (code === CloseCode.KICKED_BY_SAME_DEVICE || code === CloseCode.KICKED_BY_ADMIN) {
       // The kicked frame normally comes first and ends the login; this covers a close without it.
       const kickCode = code === CloseCode.KICKED_BY_SAME_DEVICE ? ErrorCode.KICKED_BY_SAME_DEVICE : ErrorCode.USERSIG_REVOKED;
       this.kicked(new PresenceError(kickCode, 'kicked offline'));
     } else if (this.state === 'connected' && this.session) {
+      this.urlIndex += 1;
       this.setState('disconnected');
       this.reconnects.schedule(() => void this.reconnect());
     }
-    // Otherwise a login or re-login is in flight: its failed request decides what happens next.
+    // Otherwise a login or re-login is in flight: its failed request decides what happens next,
+    // and moves to the next URL itself.
   }
 
   private kicked(error: PresenceError): void {
