@@ -120,6 +120,15 @@ const orNone = <T>(list: readonly T[]): readonly T[] => (list.length ? list : NO
 const EMPTY = new Uint8Array(0);
 /** A dashboard renews its watch well within this; a closed one stops costing anything soon after. */
 const MAX_INSPECT_WATCH_MS = 60_000;
+/** A friend list that could not be read is read again after this, doubling up to the cap. */
+const FRIEND_RETRY_FIRST_MS = 1_000;
+const FRIEND_RETRY_MAX_MS = 30_000;
+
+/** Timers for the host's own retries: the clock's when it keeps them (a simulated one), else Node's. */
+const nodeTimers = {
+  setTimeout: (fn: () => void, ms: number): unknown => setTimeout(fn, ms).unref(),
+  clearTimeout: (id: unknown): void => clearTimeout(id as NodeJS.Timeout),
+};
 
 /**
  * Runs the user actors of the shards this node owns: activates an actor from the
@@ -137,6 +146,9 @@ export class ShardHost {
   /** Friend-list reads started, to number them; and the last one started for each user still reading. */
   private friendReadsStarted = 0;
   private readonly latestFriendRead = new Map<Resident, number>();
+  /** Users whose friend list could not be read: the retry pending and its delay. */
+  private readonly friendRetries = new Map<Resident, { timer: unknown; delayMs: number }>();
+  private readonly timers: Pick<TimerClock, 'setTimeout' | 'clearTimeout'>;
 
   /** Transitions made by the actors here, for the dashboard's events per second. */
   readonly events: RateMeter;
@@ -147,6 +159,7 @@ export class ShardHost {
   private readonly statusChanges: StatusBatcher;
 
   constructor(private readonly deps: ShardHostDeps) {
+    this.timers = 'setTimeout' in deps.clock ? deps.clock : nodeTimers;
     this.statusChanges = new StatusBatcher(deps.transport);
     this.events = new RateMeter(() => deps.clock.now());
     this.restorer = new RestoreQueue((key) => this.restore(key), deps.log, deps.restoreConcurrency ?? 32);
@@ -454,7 +467,8 @@ export class ShardHost {
   /**
    * Nobody awaits it to the end (an admin change reaches every node as a broadcast), so a read
    * that fails (JetStream unreachable for the KV call's whole retry) is logged here: it was an
-   * unhandled rejection, which ends a Node process. The list read at the user's next load is current.
+   * unhandled rejection, which ends a Node process. The list held stays, and the read is tried
+   * again later, until it succeeds or the user leaves memory.
    *
    * Two changes close together start two reads, whose answers may come back in either order:
    * only the read started last is kept, since it began after every change announced before it.
@@ -466,13 +480,35 @@ export class ShardHost {
     try {
       friends = app.friendStatusAutoNotify ? orNone(await this.deps.friends.friendsOf(app.sdkAppID, resident.userID)) : NONE;
     } catch (error) {
-      this.deps.log.error({ err: error, user: resident.userID, app: resident.sdkAppID }, 'friend list not read; the one held stays until the user is loaded again');
+      this.deps.log.error({ err: error, user: resident.userID, app: resident.sdkAppID }, 'friend list not read; the one held stays until a later read');
     }
     if (this.latestFriendRead.get(resident) !== read) return;
     this.latestFriendRead.delete(resident);
-    if (!friends) return;
+    if (!friends) return this.readFriendsLater(resident);
+    this.cancelFriendRetry(resident);
     resident.friends = friends;
     this.updateInterest(resident);
+  }
+
+  private readFriendsLater(resident: Resident): void {
+    // Not for one that left memory meanwhile: its next load reads the list.
+    if (this.residents.get(userKey(resident.sdkAppID, resident.userID)) !== resident) return;
+    const previous = this.friendRetries.get(resident);
+    if (previous) this.timers.clearTimeout(previous.timer);
+    const delayMs = previous ? Math.min(previous.delayMs * 2, FRIEND_RETRY_MAX_MS) : FRIEND_RETRY_FIRST_MS;
+    const timer = this.timers.setTimeout(() => {
+      const app = this.deps.apps.get(resident.sdkAppID);
+      if (app) void this.refreshFriends(resident, app);
+      else this.cancelFriendRetry(resident);
+    }, delayMs);
+    this.friendRetries.set(resident, { timer, delayMs });
+  }
+
+  private cancelFriendRetry(resident: Resident): void {
+    const retry = this.friendRetries.get(resident);
+    if (!retry) return;
+    this.timers.clearTimeout(retry.timer);
+    this.friendRetries.delete(resident);
   }
 
   /**
@@ -580,6 +616,7 @@ export class ShardHost {
     const key = userKey(resident.sdkAppID, resident.userID);
     if (this.residents.get(key) === resident) this.residents.delete(key);
     this.webhooks.cancel(key);
+    this.cancelFriendRetry(resident);
     this.deps.fanout().follow(resident, resident.sdkAppID, followedBy(resident.interest), FOLLOWS_NOBODY);
     resident.interest = undefined;
     resident.actor.stop();

@@ -44,7 +44,11 @@ class GatedBucket extends MemoryKvBucket {
   /** Reads fail while set, as a KV call does once JetStream stayed unreachable for its whole retry. */
   failingReads = false;
 
+  /** Reads asked for, failed ones included. */
+  reads = 0;
+
   override async get(key: string) {
+    this.reads++;
     if (this.readsToo) await this.gate;
     if (this.failingReads) throw new Error('JetStream did not answer');
     return super.get(key);
@@ -268,6 +272,46 @@ describe('shard host', () => {
     await friends.apply(APP, [['alice', 'carol']], []);
     await friendsChanged(['alice']);
     expect(watchedUsers()).toBe(2);
+    await stop();
+  });
+
+  it('shard host - a friend list that could not be read is read again later, at growing intervals, while the user is in memory', async () => {
+    const { clock, run, friends, friendsBucket, friendsChanged, pushedTo, dropShardOf, stop } = await host({ callbackUrl: '', friendStatusAutoNotify: true });
+    await run({ app: APP, user: 'carol', deviceId: 'web', connId: 'c-carol', op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
+    await friends.apply(APP, [['alice', 'bob']], []);
+    await run({ ...device('web'), op: 'login', gatewayId: 'gw', platform: 'web', sigTime: 0 });
+    await friends.apply(APP, [['alice', 'carol']], [['alice', 'bob']]);
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+    friendsBucket.failingReads = true;
+    await friendsChanged(['alice']);
+    const failed = friendsBucket.reads;
+    clock.increment(1_000);
+    await turn();
+    expect(friendsBucket.reads).toBe(failed + 1); // failed again: the next try waits 2 s
+    clock.increment(1_999);
+    await turn();
+    expect(friendsBucket.reads).toBe(failed + 1);
+    friendsBucket.failingReads = false;
+    clock.increment(1);
+    await turn();
+    expect(friendsBucket.reads).toBe(failed + 2);
+
+    await run({ ...device('ios'), op: 'login', gatewayId: 'gw', platform: 'ios', sigTime: 0 });
+    expect(pushedTo('c-ios').filter((user) => user !== 'alice')).toEqual(['carol']);
+    // Read: no more tries.
+    clock.increment(60_000);
+    await turn();
+    expect(friendsBucket.reads).toBe(failed + 2);
+
+    // A user that leaves memory takes its pending retry with it.
+    friendsBucket.failingReads = true;
+    await friendsChanged(['alice']);
+    dropShardOf('alice');
+    const dropped = friendsBucket.reads;
+    clock.increment(60_000);
+    await turn();
+    expect(friendsBucket.reads).toBe(dropped);
     await stop();
   });
 
