@@ -47,8 +47,10 @@ export class ConfigError extends Error {
 export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env): NodeConfig {
   const path = flags.config ?? env.PRESENCE_CONFIG;
   const file = path ? readConfigFile(path) : {};
-  const port = Number(flags.port ?? env.PRESENCE_PORT ?? file.port ?? 8080);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`port must be 0-65535, got ${port}`);
+  const rawPort = flags.port ?? env.PRESENCE_PORT ?? file.port ?? 8080;
+  const port = Number(rawPort);
+  // Number('') is 0, a random port: an empty PRESENCE_PORT must not quietly move the node.
+  if (!/^\d+$/.test(String(rawPort)) || port > 65535) throw new ConfigError(`port must be 0-65535, got ${JSON.stringify(rawPort)}`);
   const nats = flags.nats ?? env.PRESENCE_NATS ?? file.nats;
   const config: NodeConfig = {
     port,
@@ -83,9 +85,18 @@ function positive(what: string, value: string | number): number {
 }
 
 function readConfigFile(path: string): ConfigFile {
+  let file: unknown;
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as ConfigFile;
+    file = JSON.parse(readFileSync(path, 'utf8'));
   } catch (error) {
     throw new ConfigError(`cannot read the config file ${path}: ${(error as Error).message}`, { cause: error });
   }
+  if (typeof file !== 'object' || file === null || Array.isArray(file)) throw new ConfigError(`the config file ${path} must hold a JSON object`);
+  const fields = file as Record<string, unknown>;
+  if (fields.apps !== undefined && !Array.isArray(fields.apps)) throw new ConfigError(`apps in ${path} must be an array of apps`);
+  const { nats } = fields;
+  if (nats !== undefined && typeof nats !== 'string' && !(Array.isArray(nats) && nats.every((url) => typeof url === 'string'))) {
+    throw new ConfigError(`nats in ${path} must be a URL string or an array of them`);
+  }
+  return file as ConfigFile;
 }

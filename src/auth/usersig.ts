@@ -5,7 +5,7 @@ import { UserSigError } from './errors.js';
 const TICKET_VERSION = '2.0';
 const DEFAULT_EXPIRE_SECONDS = 86_400;
 const DEFAULT_MAX_CLOCK_SKEW_SECONDS = 300;
-const DEFAULT_MAX_VALIDITY_SECONDS = 180 * 86_400;
+export const DEFAULT_MAX_VALIDITY_SECONDS = 180 * 86_400;
 const MAX_USERSIG_CHARS = 4096;
 const MAX_TICKET_JSON_BYTES = 16 * 1024;
 const USERSIG_ALPHABET = /^[A-Za-z0-9*-]+_{0,2}$/;
@@ -66,9 +66,7 @@ export function genUserSig(opts: GenUserSigOptions): string {
   requireNonEmptyString('secretKey', secretKey);
   requireNonEmptyString('userID', userID);
   requirePositiveInteger('expire', expire);
-  if (!Number.isFinite(now) || now < 0) {
-    throw new RangeError(`now must be a non-negative epoch time in milliseconds, got ${now}`);
-  }
+  requireTime('now', now);
   const time = Math.floor(now / 1000);
   const sig = hmacBase64(secretKey, { identifier: userID, sdkAppID, time, expire });
   const json = JSON.stringify({
@@ -115,12 +113,15 @@ export function decodeUserSig(userSig: string): UserSigTicket {
  * (see `GenUserSigOptions.now`).
  *
  * @throws TypeError when `secretKey` is empty, since any ticket signed with an empty key would pass.
+ * @throws RangeError when `now`, a limit or `revokedAtMs` is not a finite non-negative number: each
+ * comparison with NaN is false, so such a value would silently accept expired or revoked tickets.
  */
 export function verifyUserSig(opts: VerifyUserSigOptions): UserSigTicket {
   requireNonEmptyString('secretKey', opts.secretKey);
-  const nowMs = opts.now ?? Date.now();
-  const maxClockSkew = opts.maxClockSkewSeconds ?? DEFAULT_MAX_CLOCK_SKEW_SECONDS;
-  const maxValidity = opts.maxValiditySeconds ?? DEFAULT_MAX_VALIDITY_SECONDS;
+  const nowMs = requireTime('now', opts.now ?? Date.now());
+  const maxClockSkew = requireTime('maxClockSkewSeconds', opts.maxClockSkewSeconds ?? DEFAULT_MAX_CLOCK_SKEW_SECONDS);
+  const maxValidity = requireTime('maxValiditySeconds', opts.maxValiditySeconds ?? DEFAULT_MAX_VALIDITY_SECONDS);
+  if (opts.revokedAtMs !== undefined) requireTime('revokedAtMs', opts.revokedAtMs);
   const { sig, ...ticket } = decodeSignedTicket(opts.userSig);
 
   if (ticket.sdkAppID !== opts.sdkAppID) {
@@ -280,6 +281,13 @@ function requirePositiveInteger(name: string, value: number): void {
   if (!Number.isSafeInteger(value) || value <= 0) {
     throw new RangeError(`${name} must be a positive integer, got ${value}`);
   }
+}
+
+function requireTime(name: string, value: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new RangeError(`${name} must be a finite non-negative number, got ${value}`);
+  }
+  return value;
 }
 
 function requireNonEmptyString(name: string, value: string): void {

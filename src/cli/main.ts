@@ -15,8 +15,25 @@ commands:
            the user presence state machine, drawn from its definition
 `;
 
+const COMMANDS = new Set(['start', 'usersig', 'chart']);
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command !== undefined && COMMANDS.has(command) && rest.some((arg) => arg === '--help' || arg === '-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  try {
+    return await run(command, rest);
+  } catch (error) {
+    // A mistyped option is the user's to fix, like any other usage error (exit 2), not a failure.
+    if (!(error instanceof TypeError && String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_'))) throw error;
+    process.stderr.write(`presence ${command}: ${error.message}\n\n${USAGE}`);
+    return 2;
+  }
+}
+
+async function run(command: string | undefined, rest: string[]): Promise<number> {
   switch (command) {
     case 'start': {
       const { values } = parseArgs({
