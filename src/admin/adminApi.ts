@@ -89,7 +89,8 @@ export class AdminApi {
   private authorize(request: IncomingMessage): void {
     const header = request.headers.authorization ?? '';
     const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
-    if (given.length !== this.key.length || !timingSafeEqual(given, this.key)) {
+    // An empty key (PRESENCE_ADMIN_KEY="") would match a request with no header at all.
+    if (this.key.length === 0 || given.length !== this.key.length || !timingSafeEqual(given, this.key)) {
       throw new PresenceError(ErrorCode.NOT_LOGGED_IN, 'the admin API needs Authorization: Bearer <PRESENCE_ADMIN_KEY>');
     }
   }

@@ -37,14 +37,15 @@ export function parseSdkAppID(text: string): number {
 
 export function parseAppBody(sdkAppID: number, body: unknown, previous: AppConfig | undefined): AppConfig {
   if (!isRecord(body)) throw invalidParameters('the body must be a JSON object');
-  const secretKey = body.secretKey ?? previous?.secretKey;
+  // Only an absent field keeps the stored value: `null` is refused as it is in `limits`, not read as "keep".
+  const secretKey = body.secretKey === undefined ? previous?.secretKey : body.secretKey;
   if (typeof secretKey !== 'string' || secretKey.length < 16 || secretKey.length > 256) {
     throw invalidParameters('secretKey must be a string of 16 to 256 characters');
   }
-  const edition = body.edition ?? previous?.edition ?? 'basic';
+  const edition = body.edition === undefined ? (previous?.edition ?? 'basic') : body.edition;
   if (edition !== 'basic' && edition !== 'premium') throw invalidParameters(`edition must be 'basic' or 'premium'`);
   const flag = (name: 'userStatusEnabled' | 'friendStatusAutoNotify'): boolean => {
-    const value = body[name] ?? previous?.[name] ?? false;
+    const value = body[name] === undefined ? (previous?.[name] ?? false) : body[name];
     if (typeof value !== 'boolean') throw invalidParameters(`${name} must be true or false`);
     return value;
   };

@@ -33,7 +33,7 @@ export interface PresenceNodeOptions {
   port?: number;
   host?: string;
   nodeId?: string;
-  /** Protects `/admin`; a random one is made (and readable from `adminKey`) when absent. */
+  /** Protects `/admin`; a random one is made (and readable from `adminKey`) when absent or empty. */
   adminKey?: string;
   /** Apps to create at start when the `apps` bucket does not have them yet. */
   apps?: AppConfig[];
@@ -94,7 +94,8 @@ export class PresenceNode implements AdminBackend {
   constructor(options: PresenceNodeOptions = {}) {
     this.options = options;
     this.nodeId = options.nodeId ?? `node-${randomUUID().slice(0, 8)}`;
-    this.adminKey = options.adminKey ?? randomBytes(24).toString('base64url');
+    // An empty key is no key: a random one, as `presence start` does, not an API that answers no one.
+    this.adminKey = options.adminKey || randomBytes(24).toString('base64url');
     this.transport = options.transport ?? new EmbeddedTransport();
     this.log = options.log ?? createLogger({ nodeId: this.nodeId });
   }

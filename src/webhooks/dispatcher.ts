@@ -19,6 +19,8 @@ export interface WebhookDispatcherDeps {
   onResult?(result: 'ok' | 'failed'): void;
   /** How long one POST may take. Default 5 s. */
   timeoutMs?: number;
+  /** How many users' POSTs may be under way at once; the others wait their turn. Default 32. */
+  maxConcurrent?: number;
   post?: (url: string, body: string, headers: Record<string, string>, timeoutMs: number) => Promise<number>;
 }
 
@@ -30,8 +32,23 @@ export interface DeliveryState {
 
 async function httpPost(url: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<number> {
   const response = await fetch(url, { method: 'POST', body, headers, signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
-  await response.arrayBuffer().catch(() => undefined);
+  await drain(response.body).catch(() => undefined);
   return response.status;
+}
+
+/**
+ * Only the status counts. A short answer is read to its end, so the connection is kept for
+ * the next event; a huge or endless one is cut off instead of filling memory until the timeout.
+ */
+async function drain(body: ReadableStream<Uint8Array> | null, maxBytes = 65_536): Promise<void> {
+  if (!body) return;
+  const reader = body.getReader();
+  for (let read = 0; read <= maxBytes; ) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    read += value.byteLength;
+  }
+  await reader.cancel();
 }
 
 /**
@@ -41,24 +58,39 @@ async function httpPost(url: string, body: string, headers: Record<string, strin
  * A failing user is retried with backoff without holding up the others.
  */
 export class WebhookDispatcher {
-  private readonly running = new Set<string>();
+  private readonly running = new Map<string, { cancelled: boolean }>();
+  /** Users kicked while `maxConcurrent` POSTs were under way, in the order they came. */
+  private readonly waiting = new Set<string>();
+  /** Runs under way, cancelled ones included until their POST is over. */
+  private active = 0;
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly states = new Map<string, DeliveryState>();
   private readonly post: NonNullable<WebhookDispatcherDeps['post']>;
+  private readonly maxConcurrent: number;
   private stopped = false;
 
   constructor(private readonly deps: WebhookDispatcherDeps) {
     this.post = deps.post ?? httpPost;
+    this.maxConcurrent = deps.maxConcurrent ?? 32;
   }
 
   /** Starts delivering a user's outbox now, unless already delivering or waiting to retry. */
   kick(userKey: string): void {
     if (this.stopped || this.running.has(userKey) || this.timers.has(userKey)) return;
+    // A slow receiver would otherwise get one connection per user with a change, until the node runs out of sockets.
+    if (this.active >= this.maxConcurrent) {
+      this.waiting.add(userKey);
+      return;
+    }
     void this.run(userKey);
   }
 
   /** Forgets a user whose actor left this node (its outbox is durable; the next owner goes on). */
   cancel(userKey: string): void {
+    const run = this.running.get(userKey);
+    if (run) run.cancelled = true;
+    this.running.delete(userKey);
+    this.waiting.delete(userKey);
     clearTimeout(this.timers.get(userKey));
     this.timers.delete(userKey);
     this.states.delete(userKey);
@@ -77,13 +109,18 @@ export class WebhookDispatcher {
     this.stopped = true;
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
+    this.waiting.clear();
   }
 
   private async run(userKey: string): Promise<void> {
-    this.running.add(userKey);
+    const run = { cancelled: false };
+    this.running.set(userKey, run);
+    this.active += 1;
     try {
-      for (let pending = this.deps.next(userKey); pending && !this.stopped; pending = this.deps.next(userKey)) {
+      for (let pending = this.deps.next(userKey); pending && !this.stopped && !run.cancelled; pending = this.deps.next(userKey)) {
         const error = await this.attempt(pending);
+        // The outbox is durable: whoever holds the user next sends the event again.
+        if (this.stopped || run.cancelled) return;
         if (error === undefined) {
           this.states.delete(userKey);
           this.deps.onResult?.('ok');
@@ -107,10 +144,18 @@ export class WebhookDispatcher {
         );
         return;
       }
+      // Nothing left to send here (all delivered, or the app no longer has a callbackUrl).
+      this.states.delete(userKey);
     } catch (error) {
       this.deps.log.error({ err: error, userKey }, 'webhook outbox not updated; will retry on the next change');
     } finally {
-      this.running.delete(userKey);
+      this.active -= 1;
+      if (this.running.get(userKey) === run) this.running.delete(userKey);
+      for (const waiting of this.waiting) {
+        if (this.active >= this.maxConcurrent) break;
+        this.waiting.delete(waiting);
+        this.kick(waiting);
+      }
     }
   }
 

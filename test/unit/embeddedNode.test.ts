@@ -36,4 +36,13 @@ describe('embedded node', () => {
     await client.logout();
     expect(await users.keys()).toHaveLength(1);
   });
+
+  it('embedded node - an empty admin key is replaced by a random one, and the admin API answers it', async () => {
+    node = new PresenceNode({ host: '127.0.0.1', port: 0, apps: [app], adminKey: '', log: createLogger({ level: 'silent' }) });
+    const port = await node.start();
+    expect(node.adminKey.length).toBeGreaterThanOrEqual(32);
+    const url = `http://127.0.0.1:${port}/admin/apps/${app.sdkAppID}`;
+    expect((await fetch(url)).status).toBe(401);
+    expect((await fetch(url, { headers: { authorization: `Bearer ${node.adminKey}` } })).status).toBe(200);
+  });
 });
