@@ -1,7 +1,7 @@
 import { CUSTOM_STATUS_MAX_BYTES } from '../actors/callPolicy.js';
 import { PLATFORMS, type Platform } from '../actors/types.js';
 import { invalidParameters, PresenceError } from '../errors.js';
-import { OPERATIONS, type ArgsOf, type ClientFrame, type LoginArgs, type Operation } from '../protocol.js';
+import { OPERATIONS, type ClientFrame, type LoginArgs, type Operation } from '../protocol.js';
 
 /**
  * Checks at the edge: everything a device sends is validated here, before it
@@ -52,6 +52,7 @@ export function validateUserID(value: unknown, what = 'userID'): string {
 
 /** A list of userIDs no longer than `max`: the length is checked first, so 10 000 ids cost nothing. */
 export function validateUserIDList(value: unknown, max: number, { allowEmpty = false } = {}): string[] {
+  if (value === ARGS_NOT_A_MAP) throw invalidParameters('args must be a map { userIDList }');
   if (value === undefined && allowEmpty) return [];
   if (!Array.isArray(value)) throw invalidParameters(`userIDList must be an array of userIDs, got ${describe(value)}`);
   if (value.length > Math.min(max, MAX_IDS_PER_CALL)) {
@@ -63,6 +64,8 @@ export function validateUserIDList(value: unknown, max: number, { allowEmpty = f
 }
 
 export function validateCustomStatus(args: unknown): string {
+  // Args of another type are a malformed call, not an absent status that would clear the one set.
+  if (args !== undefined && args !== null && !isRecord(args)) throw invalidParameters('setSelfStatus args must be a map { customStatus }');
   const value = isRecord(args) ? args.customStatus : undefined;
   if (value === undefined || value === null) return '';
   if (typeof value !== 'string') throw invalidParameters(`customStatus must be a string, got ${describe(value)}`);
@@ -102,10 +105,17 @@ export function validateLogin(args: unknown): Required<Omit<LoginArgs, 'deviceId
   };
 }
 
-export function listArg<Op extends 'getUserStatus' | 'subscribeUserStatus' | 'unsubscribeUserStatus'>(
-  args: unknown,
-): ArgsOf[Op]['userIDList'] | undefined {
-  return isRecord(args) ? (args.userIDList as string[] | undefined) : undefined;
+/**
+ * Stands for the list of args that are not a map, which `validateUserIDList` refuses (6017). Not
+ * refused here: the gateway reads the list before its edition and switch checks, which come first.
+ * Not `undefined` either: for unsubscribe that would mean "clear every subscription".
+ */
+const ARGS_NOT_A_MAP = Symbol('args not a map');
+
+/** The `userIDList` of a call's args, unchecked: for `validateUserIDList`. */
+export function listArg(args: unknown): unknown {
+  if (args === undefined || args === null) return undefined;
+  return isRecord(args) ? args.userIDList : ARGS_NOT_A_MAP;
 }
 
 function describe(value: unknown): string {
