@@ -8,7 +8,7 @@ import { RestoreQueue } from './restoreQueue.js';
 import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 import { WebhookDispatcher, type PendingWebhook } from '../webhooks/dispatcher.js';
 import { appendToOutbox } from '../webhooks/outbox.js';
-import { stateChangeEvent, type WebhookEvent } from '../webhooks/stateChange.js';
+import { callbackUrlFor, stateChangeEvent, type WebhookEvent } from '../webhooks/stateChange.js';
 import type { Logger } from '../log.js';
 import { decode, encode, ownString } from './codec.js';
 import type { ShardCommand, ShardReply } from './commands.js';
@@ -587,7 +587,7 @@ export class ShardHost {
     const app = resident && this.deps.apps.get(resident.sdkAppID);
     const event = resident?.outbox[0];
     if (!event || !app?.callbackUrl) return undefined;
-    return { event, url: app.callbackUrl, secretKey: app.secretKey };
+    return { event, url: callbackUrlFor(app.callbackUrl, app.sdkAppID), secretKey: app.secretKey };
   }
 
   /** Undelivered webhook events of the actors here, for the metrics and the cluster view. */

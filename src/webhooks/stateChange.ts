@@ -56,6 +56,19 @@ export function stateChangeEvent(
   };
 }
 
+/**
+ * Where an event is POSTed: the app's callback URL with the query Tencent Cloud IM adds to its
+ * callbacks (`SdkAppid`, `CallbackCommand`, `contenttype`), since app servers moving over route
+ * on them; the body names no app. Parameters of the app's own in the URL are kept.
+ */
+export function callbackUrlFor(callbackUrl: string, sdkAppID: number): string {
+  const url = new URL(callbackUrl);
+  url.searchParams.set('SdkAppid', String(sdkAppID));
+  url.searchParams.set('CallbackCommand', 'State.StateChange');
+  url.searchParams.set('contenttype', 'json');
+  return url.href;
+}
+
 function reasonOf(before: UserStatus, after: UserStatus): string {
   if (before.statusType === after.statusType) return 'CustomStatus';
   switch (after.statusType) {

@@ -43,6 +43,8 @@ describe('webhooks', () => {
       expect(typeof event.body.EventTime).toBe('number');
       expect(event.idempotencyKey).toBe(`${app.sdkAppID}:wh-alice:${event.body.Version}`);
       expect(verifyWebhook(app.secretKey, event.raw, event.signature)).toBe(true);
+      // Tencent's query, which app servers moving over route on.
+      expect(event.target).toBe(`/presence-callback?SdkAppid=${app.sdkAppID}&CallbackCommand=State.StateChange&contenttype=json`);
     }
   });
 

@@ -7,6 +7,8 @@ export interface Received {
   raw: string;
   signature: string;
   idempotencyKey: string;
+  /** The request's path and query. */
+  target: string;
 }
 
 /** The app server of a webhook test: records every request; `down()` makes it refuse connections until started again on its port. */
@@ -25,6 +27,7 @@ export class WebhookReceiver {
           raw,
           signature: String(request.headers['x-presence-signature']),
           idempotencyKey: String(request.headers['idempotency-key']),
+          target: request.url ?? '',
         });
         response.writeHead(200, { 'content-type': 'application/json' }).end('{"ActionStatus":"OK","ErrorCode":0}');
       });

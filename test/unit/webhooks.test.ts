@@ -4,7 +4,7 @@ import { createLogger } from '../../src/log.js';
 import { WebhookDispatcher, type PendingWebhook } from '../../src/webhooks/dispatcher.js';
 import { OUTBOX_CAP, appendToOutbox, retryDelayMs } from '../../src/webhooks/outbox.js';
 import { SIGNATURE_HEADER, signWebhook, verifyWebhook } from '../../src/webhooks/signature.js';
-import { stateChangeEvent, type WebhookEvent } from '../../src/webhooks/stateChange.js';
+import { callbackUrlFor, stateChangeEvent, type WebhookEvent } from '../../src/webhooks/stateChange.js';
 
 const APP = 1400000001;
 const status = (statusType: number, version: number, customStatus = ''): UserStatus => ({ userID: 'alice', statusType: statusType as UserStatus['statusType'], customStatus, version, lastSeenAt: 0 });
@@ -40,6 +40,15 @@ describe('webhooks - State.StateChange bodies', () => {
 
   it('webhooks - no event when the version did not change', () => {
     expect(stateChangeEvent(APP, status(UserStatusType.ONLINE, 2), status(UserStatusType.ONLINE, 2), [], 0)).toBeUndefined();
+  });
+
+  it("webhooks - the callback URL gets Tencent's query, keeping the app's own parameters and replacing ours", () => {
+    expect(callbackUrlFor('https://app.example/im/callback', APP)).toBe(
+      `https://app.example/im/callback?SdkAppid=${APP}&CallbackCommand=State.StateChange&contenttype=json`,
+    );
+    expect(callbackUrlFor('http://10.0.0.5:8080/cb?token=abc&SdkAppid=1#frag', APP)).toBe(
+      `http://10.0.0.5:8080/cb?token=abc&SdkAppid=${APP}&CallbackCommand=State.StateChange&contenttype=json#frag`,
+    );
   });
 });
 
