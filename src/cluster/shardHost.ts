@@ -300,10 +300,16 @@ export class ShardHost {
     await Promise.all(loading);
   }
 
-  /** Applies a changed app configuration (the friend switch) to watchers in memory or being loaded. */
+  /**
+   * Applies a changed app configuration: the friend switch to watchers in memory or being loaded,
+   * and a callback URL set again to the events that waited without one (nothing else would send
+   * them before the user's next change).
+   */
   appChanged(app: AppConfig): void {
     for (const resident of this.residents.values()) {
-      if (resident.sdkAppID === app.sdkAppID) void this.refreshFriends(resident, app);
+      if (resident.sdkAppID !== app.sdkAppID) continue;
+      void this.refreshFriends(resident, app);
+      if (app.callbackUrl && resident.outbox.length) this.webhooks.kick(userKey(app.sdkAppID, resident.userID));
     }
     for (const loading of this.activating.values()) void this.refreshOnceLoaded(loading, app);
   }

@@ -25,6 +25,15 @@ afterAll(async () => {
   await receiver.down().catch(() => undefined);
 });
 
+/** Polls `condition`, for state only an admin call can show. */
+async function until(condition: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const giveUpAt = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 const summary = (r: Received) => `${r.body.Info.Action}/${r.body.Info.Reason}/${r.body.CustomStatus}/v${r.body.Version}`;
 
 describe('webhooks', () => {
@@ -64,6 +73,27 @@ describe('webhooks', () => {
     const versions = receiver.of('wh-bob').map((r) => r.body.Version);
     expect(versions).toEqual([1, 2, 3, 4, 5]);
     expect(receiver.of('wh-bob').map((r) => r.body.Info.Action)).toEqual(['Login', 'Login', 'Login', 'Login', 'Disconnect']);
+  });
+
+  it('webhooks - events that waited while the app had no callbackUrl go out once it has one again', async () => {
+    const gone = new WebhookReceiver();
+    await gone.start();
+    await gone.down();
+    const app = await deployment.newApp({ callbackUrl: gone.url });
+    const carol = await loginDevice(deployment, app, 'wh-carol');
+    devices.push(carol);
+    // Her Login fails to go out; the retry finds no callbackUrl and stops, the event still waiting.
+    await deployment.admin.call('PUT', `/admin/apps/${app.sdkAppID}`, { callbackUrl: null });
+    type View = { webhooks?: { pending: number; failures?: number } };
+    const view = () => deployment.admin.call('GET', `/admin/apps/${app.sdkAppID}/users/wh-carol`) as Promise<View>;
+    await until(async () => {
+      const { webhooks } = await view();
+      return webhooks?.pending === 1 && webhooks.failures === undefined;
+    }, 'the retry of wh-carol without a callbackUrl');
+
+    await deployment.admin.call('PUT', `/admin/apps/${app.sdkAppID}`, { callbackUrl: receiver.url });
+    await receiver.until(() => receiver.of('wh-carol').length === 1, 'the Login of wh-carol', 10_000);
+    expect(receiver.of('wh-carol').map(summary)).toEqual(['Login/Register//v1']);
   });
 
   it('webhooks - callbackUrl is validated, shown by GET, and removed with null', async () => {
