@@ -58,7 +58,11 @@ export class PresenceClient {
         onPush: (list) => this.emitNewer(list),
         onKicked: (error) => this.listeners.emit('onKickedOffline', error),
         onStateChanged: (state) => this.listeners.emit('onConnectionStateChanged', state),
-        onReconnected: () => void this.rereadSubscriptions(),
+        onReconnected: (status) => {
+          // Checked as a push's fields are not: the login answer is only checked for its deviceId.
+          if (typeof status?.userID === 'string' && typeof status.version === 'number') this.emitNewer([status]);
+          void this.rereadSubscriptions();
+        },
       },
     );
   }

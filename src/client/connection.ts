@@ -34,8 +34,12 @@ export interface ConnectionHooks {
   /** The login ended by the server: a kick (6208, 70052) or a re-login refused with 70052. */
   onKicked(error: PresenceError): void;
   onStateChanged(state: ConnectionState): void;
-  /** Logged in again after a lost connection; queued calls have just been sent. */
-  onReconnected(): void;
+  /**
+   * Logged in again after a lost connection; queued calls have just been sent. `status` is the
+   * user's own, as the re-login answered it: changed meanwhile by another of its devices, it is
+   * pushed to nobody (the re-login itself may change nothing).
+   */
+  onReconnected(status: UserStatus): void;
 }
 
 export class Connection {
@@ -199,7 +203,7 @@ export class Connection {
     }
     if (epoch !== this.epoch) return;
     this.onLoggedIn(result);
-    this.hooks.onReconnected();
+    this.hooks.onReconnected(result.status);
   }
 
   /** Stops heartbeats, closes the socket and reports 'disconnected'. */

@@ -180,6 +180,20 @@ describe('client SDK edges - connection', () => {
     expect(a.requests('login')).toHaveLength(1);
   });
 
+  it("client SDK edges - after a reconnect the user's own status, changed meanwhile by another device, reaches the listeners", async () => {
+    const { changes, server, client, events } = await setup({ reconnect: { initialDelayMs: 0, maxDelayMs: 0 } });
+    await client.login('alice', 'sig-a');
+    server.send(0, { t: 'push', list: [status('alice', 1)] });
+    await changes.until(() => events.statuses.length === 1);
+    // While this device was away, another one set a custom status: the re-login answers with it.
+    server.answer = (req, conn) =>
+      req.op === 'login' ? { result: { deviceId: 'auto-0', heartbeatIntervalMs: 30_000, heartbeatTimeoutMs: 400_000, status: status('alice', 2, 'on the phone') } } : defaultAnswer(req, conn);
+    server.sockets[0]?.terminate();
+    await changes.until(() => events.statuses.length === 2);
+    expect(events.statuses[1]).toEqual([status('alice', 2, 'on the phone')]);
+    expect(events.states.at(-1)).toBe('connected');
+  });
+
   it('client SDK edges - a reconnect option left undefined keeps its default instead of disabling the backoff', async () => {
     const { changes, server, client, events } = await setup({ reconnect: { initialDelayMs: undefined, maxDelayMs: 20 } });
     await client.login('alice', 'sig-a');
