@@ -8,6 +8,13 @@ import { IDLE, type Serial } from '../serialQueue.js';
 
 const packr = new Packr({ useRecords: false });
 
+/**
+ * Bytes a socket may hold unsent beyond what the kernel took. A device that reads slower than
+ * its pushes come is cut off past it, as a drop: it reconnects and reads its statuses again
+ * (SPEC.md §3), where buffering for it would grow the node's memory without end.
+ */
+const MAX_UNSENT_BYTES = 1024 * 1024;
+
 /** A value as msgpack, encoded as every frame to a device is. */
 export const encodeForWire = (value: unknown): Uint8Array => packr.pack(value);
 
@@ -52,7 +59,7 @@ export class Connection implements Serial {
    */
   constructor(
     readonly connId: string,
-    private readonly socket: DeviceSocket,
+    readonly socket: DeviceSocket,
     private readonly sink: FrameSink,
     private readonly outbox: Outbox,
   ) {
@@ -67,7 +74,11 @@ export class Connection implements Serial {
   /** Writes bytes already framed (the same bytes may go to many sockets) at once. */
   write(bytes: Uint8Array): void {
     // As `ws.send` would: nothing after the close handshake began.
-    if (!this.closed && this.socket.readyState === WebSocket.OPEN) this.sink.write(bytes);
+    if (this.closed || this.socket.readyState !== WebSocket.OPEN) return;
+    // Checked before the write, so that one large push to a device that keeps up goes out whole.
+    // No close frame: it would wait behind what the device does not read.
+    if (this.socket.bufferedAmount > MAX_UNSENT_BYTES) return this.socket.terminate();
+    this.sink.write(bytes);
   }
 
   fail(id: number, error: WireError): void {

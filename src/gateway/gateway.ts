@@ -32,6 +32,13 @@ const HARD_FRAME_LIMIT = 1024 * 1024;
  */
 const HEARTBEAT_FORWARD_MAX_INTERVAL_MS = 1_000;
 const KNOWN_OPS: ReadonlySet<string> = new Set(OPERATIONS);
+/**
+ * A socket is not read while this many of its calls wait or run: a device sending calls faster
+ * than they are answered is held back by TCP, not queued for without bound. `ws` still hands
+ * over the frames of the chunk it was reading, so a socket holds at most this many calls and
+ * one chunk's.
+ */
+const MAX_QUEUED_CALLS = 32;
 /** Before login, a socket must log in within this time or be closed. */
 const LOGIN_GRACE_MS = 30_000;
 /**
@@ -173,6 +180,7 @@ export class Gateway {
     if (frame.t === 'hb') return connection.send({ t: 'hb' });
     const request = frame;
     void runInOrder(connection, () => this.answer(connection, request, liveness));
+    if (connection.queued >= MAX_QUEUED_CALLS) connection.socket.pause();
   }
 
   private refuseFrame(connection: Connection, error: PresenceError): void {
@@ -198,6 +206,8 @@ export class Gateway {
     } finally {
       this.count(frame.op, code);
       if (liveness.due && connection.login) this.forwardHeartbeat(connection);
+      // This call still counts in `queued` until it settles.
+      if (connection.socket.isPaused && connection.queued <= MAX_QUEUED_CALLS) connection.socket.resume();
     }
   }
 
