@@ -20,8 +20,8 @@ function showError(message) {
   box.hidden = !message;
 }
 
-async function api(path) {
-  const response = await fetch(path, { headers: { authorization: `Bearer ${state.key}` } });
+async function api(path, signal) {
+  const response = await fetch(path, { headers: { authorization: `Bearer ${state.key}` }, signal });
   const body = response.headers.get('content-type')?.includes('json') ? await response.json() : await response.text();
   if (!response.ok) throw new Error(typeof body === 'object' ? `${body.code}: ${body.desc}` : `HTTP ${response.status}`);
   return body;
@@ -183,13 +183,28 @@ function logTransition(t) {
   while (body.children.length > MAX_LOG_LINES) body.lastChild.remove();
 }
 
+/** Ends the live view of a user: its stream, its pending re-read, and what it showed. */
+function stopWatching() {
+  state.stream?.abort();
+  state.stream = undefined;
+  clearTimeout(state.refetch);
+  highlight([]);
+  for (const selector of ['#user-status', '#user-devices tbody', '#user-deadlines', '#user-rates tbody', '#user-subs', '#transitions tbody']) {
+    $(selector).replaceChildren();
+  }
+  $('#user-subs-count').textContent = '';
+  const badge = $('#live-state');
+  badge.textContent = 'not watching';
+  badge.classList.remove('live');
+}
+
 /** Server-sent events read through fetch, so the admin key travels in a header, not the URL. */
 async function watchUser(sdkAppID, userID) {
-  state.stream?.abort();
+  // Nothing of the user shown before may stay on show, whether this look-up succeeds or fails.
+  stopWatching();
   const controller = new AbortController();
   state.stream = controller;
   const badge = $('#live-state');
-  $('#transitions tbody').replaceChildren();
   try {
     await loadChart();
     const path = `/admin/apps/${encodeURIComponent(sdkAppID)}/users/${encodeURIComponent(userID)}/events`;
@@ -209,7 +224,7 @@ async function watchUser(sdkAppID, userID) {
       buffer += value;
       let end;
       while ((end = buffer.indexOf('\n\n')) >= 0) {
-        onServerEvent(buffer.slice(0, end), sdkAppID, userID);
+        onServerEvent(buffer.slice(0, end), sdkAppID, userID, controller);
         buffer = buffer.slice(end + 2);
       }
     }
@@ -225,7 +240,7 @@ async function watchUser(sdkAppID, userID) {
   }
 }
 
-function onServerEvent(text, sdkAppID, userID) {
+function onServerEvent(text, sdkAppID, userID, controller) {
   let event = 'message';
   let data = '';
   for (const line of text.split('\n')) {
@@ -237,18 +252,23 @@ function onServerEvent(text, sdkAppID, userID) {
   else if (event === 'transition') {
     logTransition(payload);
     highlight(payload.activeStates);
-    scheduleRefetch(sdkAppID, userID);
+    scheduleRefetch(sdkAppID, userID, controller);
   } else if (event === 'error') showError(`user view: ${payload.code}: ${payload.desc}`);
 }
 
-/** After transitions, re-read the whole actor once things settle (at most ~4 reads a second). */
-function scheduleRefetch(sdkAppID, userID) {
+/**
+ * After transitions, re-read the whole actor once things settle (at most ~4 reads a second). A
+ * read that comes back after its user's view ended (another user looked up, the view left) is
+ * dropped, not drawn over what is on show now.
+ */
+function scheduleRefetch(sdkAppID, userID, controller) {
   clearTimeout(state.refetch);
   state.refetch = setTimeout(async () => {
     try {
-      renderInspection(await api(`/admin/apps/${encodeURIComponent(sdkAppID)}/users/${encodeURIComponent(userID)}`));
+      const user = await api(`/admin/apps/${encodeURIComponent(sdkAppID)}/users/${encodeURIComponent(userID)}`, controller.signal);
+      if (!controller.signal.aborted) renderInspection(user);
     } catch (error) {
-      showError(`user view: ${error.message}`);
+      if (!controller.signal.aborted) showError(`user view: ${error.message}`);
     }
   }, 250);
 }
@@ -260,6 +280,8 @@ function show(view) {
   for (const tab of document.querySelectorAll('.tab')) tab.setAttribute('aria-selected', String(tab.dataset.view === view));
   $('#view-cluster').hidden = view !== 'cluster';
   $('#view-user').hidden = view !== 'user';
+  // A user view left open would keep its stream, and the watch on the actor it renews.
+  if (view !== 'user') stopWatching();
   clearInterval(state.clusterTimer);
   if (view === 'cluster' && state.key) {
     void refreshCluster();

@@ -34,9 +34,14 @@ export function toDiagram(chart: Chart): Diagram {
     const lines: string[] = [];
     labelTransitions(state.transitions).forEach((label, index) => {
       const transition = state.transitions[index]!;
-      if (transition.targets.length === 0) lines.push(label);
-      else if (transition.targets.includes(state.id)) lines.push(`${REENTER} ${label}`);
-      for (const target of transition.targets) {
+      // Without `reenter` xstate neither exits nor enters the state itself, so its timers keep
+      // running; a compound one only goes back to its initial child.
+      const targets = transition.targets.map((target) =>
+        target === state.id && !transition.reenter && state.initial ? state.initial : target,
+      );
+      if (targets.length === 0) lines.push(label);
+      else if (targets.includes(state.id)) lines.push(transition.reenter ? `${REENTER} ${label}` : label);
+      for (const target of targets) {
         if (target === state.id) continue;
         const key = `${state.id}\u0000${target}`;
         const arrow = arrows.get(key) ?? { source: state.id, target, labels: [] };

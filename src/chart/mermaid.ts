@@ -47,7 +47,12 @@ function note(where: string, notes: readonly string[], pad: string, lines: strin
   lines.push(`${pad}note ${where}`, ...notes.map((line) => `${pad}  ${text(line)}`), `${pad}end note`);
 }
 
-/** `;` ends a mermaid statement and `#` starts an entity, so both are written as entities. */
+const ENTITIES: Record<string, string> = { '#': '#35;', ';': '#59;', '"': '#quot;' };
+
+/**
+ * `;` ends a mermaid statement and `#` starts an entity, so both are written as entities,
+ * in one pass: a second would escape the `;` of the entities the first wrote.
+ */
 function text(value: string): string {
-  return value.replace(/#/g, '#35;').replace(/;/g, '#59;').replace(/"/g, '#quot;');
+  return value.replace(/[#;"]/g, (char) => ENTITIES[char]!);
 }

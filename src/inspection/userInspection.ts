@@ -14,7 +14,7 @@ export interface UserInspection {
   status: UserStatus;
   devices: Array<{ deviceId: string; platform: string; gatewayId: string; heartbeatDeadline: number; msLeft: number }>;
   droppedDevices: string[];
-  /** Oldest first: the first one is the next evicted when the list is full. */
+  /** In eviction order: the first one is the next evicted when the list is full. */
   subscriptions: Array<{ userID: string; subscribedAt: number }>;
   subscriptionCap: number;
   rateWindows: Array<{ call: RateLimitedCall; used: number; limit: number; windowMs: number; oldestAt: number | null }>;
@@ -71,7 +71,8 @@ export function inspectUser(
     status: publicStatus(context),
     devices,
     droppedDevices: [...context.droppedDevices],
-    subscriptions: subscriptionEntries(context.subscriptions).sort((a, b) => a.subscribedAt - b.subscribedAt),
+    // The list's own order, which eviction follows; sorting by time would not when clocks of nodes differ.
+    subscriptions: subscriptionEntries(context.subscriptions),
     subscriptionCap: limits.subscriptionCap,
     rateWindows: CALLS.map((call) => {
       const window = prune(context.rateWindows[call], now, windowMs);
