@@ -104,7 +104,10 @@ export class AdminApi {
     const userID = validateUserID(decodePathSegment(userText));
     this.requireApp(sdkAppID);
     const send = (event: string, data: unknown) => response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    const subscription = this.backend.watchTransitions(sdkAppID, userID, (record) => send('transition', record));
+    // Transitions seen while the first read is pending wait for the headers: written before them,
+    // they would send the headers without the stream's content type, and the headers' write throw.
+    let early: TransitionRecord[] | undefined = [];
+    const subscription = this.backend.watchTransitions(sdkAppID, userID, (record) => (early ? early.push(record) : send('transition', record)));
     let timer: NodeJS.Timeout | undefined;
     // Registered first: a viewer gone while the first read was pending must not leak the subscription.
     request.once('close', () => {
@@ -117,6 +120,8 @@ export class AdminApi {
     });
     response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     send('inspection', first);
+    for (const record of early) send('transition', record);
+    early = undefined;
     if (request.destroyed) return;
     timer = setInterval(() => {
       this.backend.inspect(sdkAppID, userID, WATCH_MS).then(

@@ -16,7 +16,7 @@ afterEach(() => {
 });
 
 /** The admin API on a real HTTP server, over a backend that holds one app and records what it is asked. */
-async function adminServer(adminKey = KEY) {
+async function adminServer(adminKey = KEY, overrides: Partial<AdminBackend> = {}) {
   const app: AppConfig = { sdkAppID: APP, secretKey: 'secret-key-0123456789', edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify: true, limits: DEFAULT_LIMITS };
   const calls: string[] = [];
   let unsubscribed!: () => void;
@@ -39,6 +39,7 @@ async function adminServer(adminKey = KEY) {
         },
       };
     },
+    ...overrides,
   } as unknown as AdminBackend;
   const api = new AdminApi(backend, adminKey, log);
   server = createServer((request, response) => void api.handle(request, response, request.url!));
@@ -108,5 +109,35 @@ describe('admin contract', () => {
     viewer.abort();
     await watchEnded;
     expect(calls).toEqual(['watch', 'unsubscribe']);
+  });
+
+  it('admin contract - a transition seen while the first read of a live view is pending follows the headers and that read', async () => {
+    let emit!: (record: unknown) => void;
+    let answerFirstRead!: (inspection: unknown) => void;
+    let asked!: () => void;
+    const firstReadAsked = new Promise<void>((resolve) => (asked = resolve));
+    const { port } = await adminServer(KEY, {
+      watchTransitions: (_app, _user, handler) => {
+        emit = handler as (record: unknown) => void;
+        return { unsubscribe: () => undefined };
+      },
+      inspect: () => {
+        asked();
+        return new Promise((resolve) => (answerFirstRead = resolve as (inspection: unknown) => void)) as ReturnType<AdminBackend['inspect']>;
+      },
+    });
+    const viewer = new AbortController();
+    const answer = fetch(`http://127.0.0.1:${port}/admin/apps/${APP}/users/alice/events`, { headers: { authorization: `Bearer ${KEY}` }, signal: viewer.signal });
+    await firstReadAsked;
+    emit({ event: 'LOGIN', to: 'online' });
+    answerFirstRead({ state: 'online' });
+    const response = await answer;
+    expect(response.headers.get('content-type')).toBe('text/event-stream');
+    const reader = response.body!.getReader();
+    let text = '';
+    while (!text.includes('event: transition')) text += new TextDecoder().decode((await reader.read()).value);
+    expect(text.indexOf('event: inspection')).toBeGreaterThanOrEqual(0);
+    expect(text.indexOf('event: inspection')).toBeLessThan(text.indexOf('event: transition'));
+    viewer.abort();
   });
 });
