@@ -39,6 +39,12 @@ const KNOWN_OPS: ReadonlySet<string> = new Set(OPERATIONS);
  * one chunk's.
  */
 const MAX_QUEUED_CALLS = 32;
+/**
+ * A device that does not answer a close within 5 s is given up (`ws` waits 30 s by default): a
+ * drain waits for every socket, and one phone whose network went away held a node's shutdown.
+ * `closeTimeout` is ws 8.23's; its types (@types/ws 8.18) do not know it yet.
+ */
+const SERVER_OPTIONS = { noServer: true, clientTracking: false, maxPayload: HARD_FRAME_LIMIT, WebSocket: DeviceSocket, closeTimeout: 5_000 };
 /** Before login, a socket must log in within this time or be closed. */
 const LOGIN_GRACE_MS = 30_000;
 /**
@@ -83,7 +89,7 @@ const flatUUID = (): string => Buffer.from(randomUUID(), 'latin1').toString('lat
  */
 export class Gateway {
   /** Without client tracking: `connections` is the one list of sockets, with no Set and listener per socket in `ws`. */
-  private readonly wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: HARD_FRAME_LIMIT, WebSocket: DeviceSocket });
+  private readonly wss = new WebSocketServer(SERVER_OPTIONS);
   private readonly connections = new Map<string, Connection>();
   private readonly outbox = new Outbox();
   private sweep: NodeJS.Timeout | undefined;
@@ -129,7 +135,7 @@ export class Gateway {
     await Promise.all([...this.connections.values()].map((connection) => connection.queue));
     for (const connection of this.connections.values()) connection.closeWith(CloseCode.GOING_AWAY, 'node shutting down');
     // `ws` tracks no clients here, so the gateway waits for its sockets itself: each is gone
-    // when its close handshake ends, or when `ws` gives up on it and destroys it (30 s).
+    // when its close handshake ends, or when `ws` gives up on it and destroys it (5 s).
     if (this.connections.size) await new Promise<void>((resolve) => (this.allClosed = resolve));
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }

@@ -146,6 +146,19 @@ describe('gateway contract', () => {
     expect(gateway.connections.size).toBe(0);
   });
 
+  // Waits out the 5 s close timeout itself: with `ws`'s default (30 s) it fails on the test's timeout.
+  it('gateway contract - a drain gives up on a device that never answers its close after 5 s, not 30 s', { timeout: 15_000 }, async () => {
+    const port = await start();
+    const alice = await device(port);
+    await alice.login('alice', 'phone');
+    // It reads nothing more: the 1001 close frame is never answered.
+    alice.ws.pause();
+    const stopping = node!;
+    node = undefined;
+    await stopping.stop();
+    expect(insideOf(stopping).connections.size).toBe(0);
+  });
+
   it('gateway contract - a device that sends pings but never reads is cut off too, not sent pongs without end', async () => {
     const port = await start();
     const alice = await device(port);
