@@ -7,7 +7,7 @@ export interface NodeConfig {
   port: number;
   host: string;
   nats?: string[];
-  /** Replicas of the KV buckets on NATS; default: the cluster size the server reports, at most 3. */
+  /** Replicas of the KV buckets on NATS; default 1 (set 3 on a 3-server JetStream cluster, as deploy/ does). */
   natsReplicas?: number;
   /** No shard is claimed while fewer nodes are in view. */
   minView: number;
