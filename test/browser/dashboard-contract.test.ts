@@ -1,20 +1,11 @@
-import { chromium, type Browser, type Page, type Request, type Route } from 'playwright-core';
+import type { Browser, Page, Request, Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loginDevice, type TestDevice } from '../support/clients.js';
+import { launchChromium } from '../support/chromium.js';
 import { startDeployment, type Deployment, type TestApp } from '../support/deployment.js';
 
 /** What the user view promises beyond dashboard.test.ts: the right user, the right state, streams closed. */
 
-const CHROMIUM = process.env.PRESENCE_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 /** How long to wait for an event the page owes us before the test fails. */
 const EVENT_TIMEOUT_MS = 10_000;
 
@@ -26,7 +17,7 @@ const devices: TestDevice[] = [];
 beforeAll(async () => {
   deployment = await startDeployment();
   app = await deployment.newApp();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

@@ -1,8 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loginDevice, type TestDevice } from '../support/clients.js';
+import { launchChromium } from '../support/chromium.js';
 import { startDeployment, type Deployment, type TestApp } from '../support/deployment.js';
 
 /**
@@ -12,17 +13,6 @@ import { startDeployment, type Deployment, type TestApp } from '../support/deplo
  * (with `PRESENCE_E2E_MODE=cluster` the cluster view shows three nodes).
  */
 
-const CHROMIUM = process.env.PRESENCE_CHROMIUM ?? '/usr/bin/chromium';
-// As root in a sandbox without network: no sandbox, no GPU, none of Chromium's own traffic.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const DOCS = fileURLToPath(new URL('../../docs/', import.meta.url));
 const UPDATE_SCREENSHOTS = process.env.PRESENCE_UPDATE_SCREENSHOTS === '1';
 
@@ -35,7 +25,7 @@ const devices: TestDevice[] = [];
 beforeAll(async () => {
   deployment = await startDeployment();
   app = await deployment.newApp();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
 });
 

@@ -1,20 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { isSelfQuery, recordCall, refusal, type StatusCall } from '../../src/actors/callPolicy.js';
 import { initialContext } from '../../src/actors/machine.js';
-import { DEFAULT_LIMITS, type AppLimits, type AppPolicy, type PresenceContext } from '../../src/actors/types.js';
+import type { PresenceContext } from '../../src/actors/types.js';
 import { ErrorCode, PresenceError } from '../../src/errors.js';
+import { policy } from '../support/appPolicy.js';
 
 const T = 1_700_000_000_000;
-
-function policy(overrides: Partial<AppPolicy> = {}, limits: Partial<AppLimits> = {}): AppPolicy {
-  return {
-    edition: 'premium',
-    userStatusEnabled: true,
-    friendStatusAutoNotify: false,
-    ...overrides,
-    limits: { ...DEFAULT_LIMITS, rateLimit: { ...DEFAULT_LIMITS.rateLimit }, ...limits },
-  };
-}
 
 const ctx = (extra: Partial<PresenceContext> = {}): PresenceContext => ({
   ...initialContext({ sdkAppID: 1400000001, userID: 'alice' }),

@@ -4,24 +4,15 @@ import {
   DEFAULT_LIMITS,
   UserActor,
   type ActorReply,
-  type AppLimits,
   type AppPolicy,
   type StepResult,
 } from '../../src/actors/index.js';
 import { ErrorCode } from '../../src/errors.js';
+import { policy } from '../support/appPolicy.js';
 
 const T0 = 1_700_000_000_000;
 const APP = 1400000001;
 
-function policy(overrides: Partial<AppPolicy> = {}, limits: Partial<AppLimits> = {}): AppPolicy {
-  return {
-    edition: 'premium',
-    userStatusEnabled: true,
-    friendStatusAutoNotify: false,
-    ...overrides,
-    limits: { ...DEFAULT_LIMITS, rateLimit: { ...DEFAULT_LIMITS.rateLimit }, ...limits },
-  };
-}
 const BASIC = policy({ edition: 'basic' });
 const SWITCH_OFF = policy({ userStatusEnabled: false });
 

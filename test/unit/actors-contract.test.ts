@@ -1,30 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import {
-  DEFAULT_LIMITS,
   UserActor,
   UserStatusType,
-  type AppLimits,
-  type AppPolicy,
   type PresenceEvent,
   type Transition,
   type UserStatus,
 } from '../../src/actors/index.js';
 import { ErrorCode, PresenceError } from '../../src/errors.js';
 import { listArg, validateCustomStatus, validateUserIDList } from '../../src/gateway/validate.js';
+import { policy } from '../support/appPolicy.js';
 
 const T0 = 1_700_000_000_000;
 const APP = 1400000001;
 
-function policy(overrides: Partial<AppPolicy> = {}, limits: Partial<AppLimits> = {}): AppPolicy {
-  return {
-    edition: 'premium',
-    userStatusEnabled: true,
-    friendStatusAutoNotify: false,
-    ...overrides,
-    limits: { ...DEFAULT_LIMITS, rateLimit: { ...DEFAULT_LIMITS.rateLimit }, ...limits },
-  };
-}
 
 let nextRequest = 0;
 const rid = (): string => `r${++nextRequest}`;

@@ -1,30 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import {
-  DEFAULT_LIMITS,
   UserActor,
   initialContext,
   UserStatusType,
   type ActorReply,
-  type AppLimits,
   type AppPolicy,
   type StepResult,
   type Transition,
 } from '../../src/actors/index.js';
 import { ErrorCode } from '../../src/errors.js';
+import { policy } from '../support/appPolicy.js';
 
 const T0 = 1_700_000_000_000;
 const APP = 1400000001;
 
-function policy(overrides: Partial<AppPolicy> = {}, limits: Partial<AppLimits> = {}): AppPolicy {
-  return {
-    edition: 'premium',
-    userStatusEnabled: true,
-    friendStatusAutoNotify: false,
-    ...overrides,
-    limits: { ...DEFAULT_LIMITS, rateLimit: { ...DEFAULT_LIMITS.rateLimit }, ...limits },
-  };
-}
 
 function makeActor(userID = 'alice') {
   const clock = new SimulatedClock();

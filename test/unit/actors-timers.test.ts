@@ -4,26 +4,17 @@ import {
   DEFAULT_LIMITS,
   UserActor,
   UserStatusType,
-  type AppLimits,
   type AppPolicy,
   type StepResult,
   type Transition,
 } from '../../src/actors/index.js';
+import { policy } from '../support/appPolicy.js';
 
 const T0 = 1_700_000_000_000;
 const APP = 1400000001;
 const HB = DEFAULT_LIMITS.heartbeatTimeoutMs; // 400 000
 const RETAIN = DEFAULT_LIMITS.subscriptionRetentionMs; // 600 000
 
-function policy(overrides: Partial<AppPolicy> = {}, limits: Partial<AppLimits> = {}): AppPolicy {
-  return {
-    edition: 'premium',
-    userStatusEnabled: true,
-    friendStatusAutoNotify: false,
-    ...overrides,
-    limits: { ...DEFAULT_LIMITS, rateLimit: { ...DEFAULT_LIMITS.rateLimit }, ...limits },
-  };
-}
 
 function makeActor(userID = 'alice') {
   const clock = new SimulatedClock();

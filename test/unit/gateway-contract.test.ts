@@ -121,22 +121,26 @@ describe('gateway contract', () => {
     return opened;
   }
 
-  it('gateway contract - a device that never reads its socket is cut off once its unread output passes a bound, not buffered without end', async () => {
-    const port = await start();
-    const alice = await device(port);
+  /** A node with alice logged in on one device, and the server's side of her socket. */
+  async function aliceLoggedIn() {
+    const alice = await device(await start());
     await alice.login('alice', 'phone');
     const gateway = insideOf(node!);
     const [connection] = [...gateway.connections.values()];
-    const server = serverSide(connection!);
+    return { alice, gateway, connection: connection!, server: serverSide(connection!) };
+  }
+
+  it('gateway contract - a device that never reads its socket is cut off once its unread output passes a bound, not buffered without end', async () => {
+    const { alice, gateway, connection, server } = await aliceLoggedIn();
     const closed = once(server.socket, 'close');
     // The device stops reading: nothing it is sent leaves the server's buffers any more.
     alice.ws.pause();
     // 64 MiB of pushes, 1 MiB (about 3 700 statuses) per tick.
     let version = 0;
     let mostBuffered = 0;
-    for (let tick = 0; tick < 64 && connection!.closed === false && server.socket.readyState === WebSocket.OPEN; tick++) {
+    for (let tick = 0; tick < 64 && connection.closed === false && server.socket.readyState === WebSocket.OPEN; tick++) {
       const statuses = Array.from({ length: 3_700 }, (_, i) => status(`u${i}`, ++version));
-      gateway.deliver({ statuses, pushes: [[connection!.connId, statuses.map((_, i) => i)]] });
+      gateway.deliver({ statuses, pushes: [[connection.connId, statuses.map((_, i) => i)]] });
       await nextTick();
       mostBuffered = Math.max(mostBuffered, server.sink.writableLength);
     }
@@ -160,12 +164,7 @@ describe('gateway contract', () => {
   });
 
   it('gateway contract - a device that sends pings but never reads is cut off too, not sent pongs without end', async () => {
-    const port = await start();
-    const alice = await device(port);
-    await alice.login('alice', 'phone');
-    const gateway = insideOf(node!);
-    const [connection] = [...gateway.connections.values()];
-    const server = serverSide(connection!);
+    const { alice, gateway, server } = await aliceLoggedIn();
     const closed = once(server.socket, 'close');
     alice.ws.pause();
     // 200 000 pings of 125 bytes: 25 MiB of pongs, then a frame the server sees once it read them all.
@@ -180,12 +179,7 @@ describe('gateway contract', () => {
   });
 
   it('gateway contract - a device that floods calls while none is answered is read no further than a bounded number of calls, and each call is answered once', async () => {
-    const port = await start();
-    const alice = await device(port);
-    await alice.login('alice', 'phone');
-    const gateway = insideOf(node!);
-    const [connection] = [...gateway.connections.values()];
-    const server = serverSide(connection!);
+    const { alice, gateway, connection, server } = await aliceLoggedIn();
 
     // The user's shard holds every query until released.
     const router = gateway.deps.router;
