@@ -3,7 +3,7 @@ import { decode, encode } from './codec.js';
 import type { ShardCommand, ShardReply } from './commands.js';
 import { shardOf } from './shards.js';
 import { subjects } from './subjects.js';
-import { NoRespondersError, RequestTimeoutError } from './transport/errors.js';
+import { NoRespondersError, RequestTimeoutError, TransportClosedError } from './transport/errors.js';
 import type { Transport } from './transport/types.js';
 
 export interface RouterOptions {
@@ -100,6 +100,8 @@ export class ShardRouter {
         }
       } catch (error) {
         if (error instanceof RequestTimeoutError) return timedOut(`the owner of ${command.user} did not answer in ${this.requestTimeoutMs} ms`);
+        // Nobody was asked, and nobody will be: retrying would hold the call for the whole window.
+        if (error instanceof TransportClosedError) return timedOut("this node's connection is closed; retry on another node");
         if (!(error instanceof NoRespondersError)) throw error;
       }
       const delay = Math.random() * Math.min(1_000, 25 * 2 ** attempt);

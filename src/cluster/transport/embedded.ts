@@ -7,6 +7,13 @@ interface Responder {
   handler: RequestHandler;
 }
 
+const SILENT = Symbol('no reply');
+
+/** A responder's own failure if one failed, else "no responders": in process, nobody answering is nobody serving. */
+function failureOf(failed: AggregateError, subject: string): unknown {
+  return failed.errors.find((error) => error !== SILENT) ?? new NoRespondersError(subject);
+}
+
 /**
  * The transport of a single node with no NATS: subjects and buckets live in this
  * process. Delivery is asynchronous (a microtask per message), as over a network,
@@ -18,7 +25,6 @@ export class EmbeddedTransport implements Transport {
   private readonly wildcard = new Set<{ pattern: string; handler: MessageHandler }>();
   private readonly responders = new Map<string, Responder[]>();
   private readonly buckets = new Map<string, MemoryKvBucket>();
-  private nextResponder = 0;
   private closed = false;
 
   publish(subject: string, data: Uint8Array): void {
@@ -66,16 +72,19 @@ export class EmbeddedTransport implements Transport {
     const list = this.responders.get(subject);
     if (this.closed) throw new TransportClosedError(subject);
     if (!list || list.length === 0) throw new NoRespondersError(subject);
-    const responder = list[this.nextResponder++ % list.length]!;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new RequestTimeoutError(subject, options.timeoutMs)), options.timeoutMs);
     });
     try {
-      await Promise.resolve();
-      const reply = await Promise.race([Promise.resolve(responder.handler(data, subject)), timeout]);
-      if (reply === null) throw new NoRespondersError(subject);
-      return reply;
+      // Every responder hears it, as on NATS without a queue group: one that lost the subject
+      // to another stays silent (null) and must not hide the other's answer, nor spare it the run.
+      const answers = list.map((responder) =>
+        Promise.resolve()
+          .then(() => responder.handler(data, subject))
+          .then((reply) => reply ?? Promise.reject(SILENT)),
+      );
+      return await Promise.race([Promise.any(answers).catch((failed: AggregateError) => Promise.reject(failureOf(failed, subject))), timeout]);
     } finally {
       clearTimeout(timer);
     }

@@ -103,23 +103,33 @@ export class NatsKvBucket implements KvBucket {
     return this.call(key, () => this.kv.put(key, value));
   }
 
-  async create(key: string, value: Uint8Array): Promise<number> {
-    try {
-      return await this.call(key, () => this.kv.create(key, value));
-    } catch (err) {
-      if (isWrongLastSequence(err)) throw new KvConflictError(this.name, key, 'absent', { cause: err });
-      throw err;
-    }
+  create(key: string, value: Uint8Array): Promise<number> {
+    return this.compareAndSet(key, value, 'absent', () => this.kv.create(key, value));
   }
 
-  async update(key: string, value: Uint8Array, revision: number): Promise<number> {
+  update(key: string, value: Uint8Array, revision: number): Promise<number> {
     // nats.js refuses revision 0 with a plain Error; no live key is ever at 0.
-    if (revision <= 0) throw new KvConflictError(this.name, key, revision);
+    if (revision <= 0) return Promise.reject(new KvConflictError(this.name, key, revision));
+    return this.compareAndSet(key, value, revision, () => this.kv.update(key, value, revision));
+  }
+
+  /**
+   * A retry after a timeout may find the key moved on by its own first attempt, which
+   * JetStream took without its answer arriving: taken for a conflict, the owner would
+   * drop a change that is durable but never announced, and restore nothing.
+   */
+  private async compareAndSet(key: string, value: Uint8Array, expected: number | 'absent', write: () => Promise<number>): Promise<number> {
+    let retried = false;
     try {
-      return await this.call(key, () => this.kv.update(key, value, revision));
+      return await this.call(key, (attempt) => {
+        retried = attempt > 0;
+        return write();
+      });
     } catch (err) {
-      if (isWrongLastSequence(err)) throw new KvConflictError(this.name, key, revision, { cause: err });
-      throw err;
+      if (!isWrongLastSequence(err)) throw err;
+      const latest = retried ? await this.get(key) : null;
+      if (latest && Buffer.compare(latest.value, value) === 0) return latest.revision;
+      throw new KvConflictError(this.name, key, expected, { cause: err });
     }
   }
 
@@ -235,11 +245,11 @@ export class NatsKvBucket implements KvBucket {
    * election after a server died takes seconds), so callers see a slow call rather
    * than a failed one; past `UNAVAILABLE_RETRY_MS` it fails with KvUnavailableError.
    */
-  private async call<T>(key: string, op: () => Promise<T>): Promise<T> {
+  private async call<T>(key: string, op: (attempt: number) => Promise<T>): Promise<T> {
     const giveUpAt = Date.now() + UNAVAILABLE_RETRY_MS;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await op();
+        return await op(attempt);
       } catch (err) {
         if (!isTransientJetStreamError(err)) throw err;
         const delay = Math.min(1_000, 50 * 2 ** attempt) * (0.5 + Math.random() / 2);
