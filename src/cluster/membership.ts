@@ -48,7 +48,7 @@ const EMPTY = new Uint8Array(0);
  * publish but not receive would keep its shards unserved for as long as it lasts).
  */
 type Heartbeat =
-  | { op: 'alive'; record: MemberRecord; fenced?: boolean }
+  | { op: 'alive'; record: MemberRecord; fenced?: boolean; sentAt: number }
   | { op: 'leave'; nodeId: string; incarnation: string };
 
 interface Seen {
@@ -64,6 +64,11 @@ interface Seen {
    * heartbeat: dead at once, until its next heartbeat (a connection that came back).
    */
   unreachable?: boolean;
+  /**
+   * Already dead when this node's link went: out of its view until its next heartbeat, instead
+   * of counted alive again for `deadAfterMs` like the members it may have missed meanwhile.
+   */
+  expired?: boolean;
 }
 
 /**
@@ -125,7 +130,7 @@ export class Membership {
   }
 
   private announce(): void {
-    const heartbeat: Heartbeat = { op: 'alive', record: this.self, fenced: !this.isLive };
+    const heartbeat: Heartbeat = { op: 'alive', record: this.self, fenced: !this.isLive, sentAt: this.clock.now() };
     this.transport.publish(subjects.heartbeats, encode(heartbeat));
   }
 
@@ -153,7 +158,7 @@ export class Membership {
   /** The records of live members, this node first. */
   records(): MemberRecord[] {
     const now = this.clock.now();
-    const others = [...this.members.values()].filter((m) => this.holdsLease(m, now)).map((m) => m.record);
+    const others = [...this.members.values()].filter((m) => !m.expired && this.holdsLease(m, now)).map((m) => m.record);
     return this.isLive ? [this.self, ...others] : others;
   }
 
@@ -257,9 +262,15 @@ export class Membership {
     if (record.nodeId === this.self.nodeId) {
       if (record.incarnation === this.self.incarnation) {
         const wasFenced = !this.isLive;
-        this.lastEchoAt = now;
+        const heardUntil = this.lastEchoAt;
+        // The lease runs from when the heartbeat left: an echo that waited in the socket of a
+        // frozen process must not renew a lease the others have let lapse meanwhile.
+        this.lastEchoAt = Math.max(this.lastEchoAt, heartbeat.sentAt);
         this.echoes += 1;
-        if (wasFenced) {
+        if (wasFenced && this.isLive) {
+          for (const [nodeId, member] of this.members) {
+            if (!this.holdsLease(member, heardUntil)) this.members.set(nodeId, { ...member, expired: true });
+          }
           this.hearingSince = now;
           // What it sent while fenced renewed nothing: announce at once that it can serve.
           this.announce();
@@ -278,7 +289,7 @@ export class Membership {
       return;
     }
     if (sameLife && known.left) return; // a heartbeat sent just before its leave
-    const wasHolding = sameLife && this.holdsLease(known, now);
+    const wasHolding = sameLife && !known.expired && this.holdsLease(known, now);
     this.members.set(record.nodeId, { record, seenAt: now, left: false });
     if (!wasHolding) this.changed();
   }
