@@ -202,7 +202,9 @@ export class PresenceNode implements AdminBackend {
   private async joinCluster(shardHost: ShardHost, cluster: NonNullable<PresenceNodeOptions['cluster']>): Promise<void> {
     const timing = cluster.timing ?? DEFAULT_MEMBERSHIP_TIMING;
     const leasesBucket = await this.transport.kv(BUCKETS.leases);
-    const clock = { now: () => Date.now() };
+    // Monotonic: membership only measures durations on this node's own clock, and a wall clock
+    // stepped by NTP would judge live nodes dead (forward) or keep a cut-off one live (backward).
+    const clock = { now: () => performance.now() };
     this.membership = new Membership(this.transport, { nodeId: this.nodeId, incarnation: this.incarnation, startedAt: this.startedAt, shards: 0, actors: 0 }, clock, timing);
     this.leases = new ShardLeases(leasesBucket, this.membership, this.incarnation, shardHost, {
       shardCount: SHARD_COUNT,
