@@ -98,6 +98,30 @@ describe('cluster routing contract', () => {
     });
   });
 
+  describe('KV watches that end', () => {
+    it('nats kv - a watch that ends before its first event resumes after where it started, not from "now" again', async () => {
+      const asked: unknown[] = [];
+      let resumed!: () => void;
+      const watchedAgain = new Promise<void>((resolve) => (resumed = resolve));
+      // An iterator that ends at once, as nats.js's does once its consumer is lost for good.
+      const ended = { [Symbol.asyncIterator]: async function* () {}, stop: () => undefined };
+      const fake = {
+        status: async () => ({ streamInfo: { state: { last_seq: 41 } } }),
+        watch: async (options: unknown) => {
+          asked.push(options);
+          if (asked.length === 2) resumed();
+          return ended;
+        },
+      };
+      const bucket = new NatsKvBucket('pres_apps', fake as unknown as Bucket);
+      const watch = await bucket.watch(() => undefined);
+      await watchedAgain;
+      watch.unsubscribe();
+      // Changes made while it was down (from revision 42 on) are delivered, not skipped.
+      expect(asked[1]).toMatchObject({ resumeFromRevision: 42 });
+    });
+  });
+
   describe('routing', () => {
     it('router - a command on a closed transport is answered 6012 at once, not retried as an unowned shard', async () => {
       const embedded = new EmbeddedTransport();

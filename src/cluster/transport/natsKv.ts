@@ -194,7 +194,9 @@ export class NatsKvBucket implements KvBucket {
    */
   async watch(handler: (event: KvWatchEvent) => void): Promise<Subscription> {
     let stopped = false;
-    let lastRevision = 0;
+    // Where the watch starts, read before it: a watch that ends before its first event resumes
+    // after this, not "from now" again, which would miss what changed while it was down.
+    let lastRevision = (await this.call('>', () => this.kv.status())).streamInfo.state.last_seq;
     let iter = await this.call('>', () => this.kv.watch({ include: KvWatchInclude.UpdatesOnly }));
     const consume = async (): Promise<void> => {
       for (let attempt = 0; !stopped; ) {
