@@ -113,6 +113,14 @@ export class PersistenceError extends Error {
   }
 }
 
+/** A user loaded for a shard that stopped being served here meanwhile (dropped or handed over). */
+class ShardNotServedError extends Error {
+  constructor(shard: number, nodeId: string) {
+    super(`shard ${shard} is not served by ${nodeId}`);
+    this.name = 'ShardNotServedError';
+  }
+}
+
 const REQUEST = 'request';
 /** The empty list every resident without friends or pending webhooks shares (32 B each otherwise). */
 const NONE: readonly never[] = Object.freeze([]);
@@ -251,7 +259,12 @@ export class ShardHost {
    */
   async handle(command: ShardCommand): Promise<ShardReply | null> {
     const shard = shardOf(command.app, command.user);
-    if (this.serves(shard)) return this.run(command);
+    if (!this.serves(shard)) return this.notServed(shard);
+    const reply = await this.run(command);
+    return 'moved' in reply && reply.moved ? this.notServed(shard) : reply;
+  }
+
+  private notServed(shard: number): ShardReply | null {
     if (this.deps.othersMayServe?.() ?? false) return null;
     return { ok: false, moved: true, error: { code: ErrorCode.REQUEST_TIMEOUT, desc: `shard ${shard} is not served by ${this.deps.nodeId}` } };
   }
@@ -273,6 +286,7 @@ export class ShardHost {
       if (command.op === 'inspect') return await this.withResident(app, command.user, (resident) => this.inspect(resident, app, command.watchMs ?? 0));
       return await this.withResident(app, command.user, (resident) => this.apply(resident, app, command));
     } catch (error) {
+      if (error instanceof ShardNotServedError) return { ok: false, moved: true, error: { code: ErrorCode.REQUEST_TIMEOUT, desc: error.message } };
       this.deps.log.error({ err: error, user: command.user, app: command.app, op: command.op }, 'command failed');
       return refused(ErrorCode.INTERNAL_ERROR, error instanceof PersistenceError ? error.message : 'internal error');
     }
@@ -331,6 +345,8 @@ export class ShardHost {
     if (watchMs > 0) {
       resident.inspectedUntil = now + Math.min(watchMs, MAX_INSPECT_WATCH_MS);
       this.watchedUntil = Math.max(this.watchedUntil, resident.inspectedUntil);
+      // A user kept here only for the watch may have nothing else coming to passivate it.
+      this.timers.setTimeout(() => this.restAfterWatch(resident), resident.inspectedUntil - now + 1);
     }
     const { actor } = resident;
     const inspection = inspectUser(actor.context, actor.state, app.limits, now, true);
@@ -339,6 +355,14 @@ export class ShardHost {
     }
     if (this.canRest(resident, now)) await this.passivate(resident);
     return { ok: true, inspection };
+  }
+
+  private restAfterWatch(resident: Resident): void {
+    const key = userKey(resident.sdkAppID, resident.userID);
+    if (this.residents.get(key) !== resident) return;
+    runInOrder(resident, async () => {
+      if (this.residents.get(key) === resident && this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
+    }).catch((error: unknown) => this.deps.log.error({ err: error, user: resident.userID, app: resident.sdkAppID }, 'not passivated after its watch'));
   }
 
   private async apply(resident: Resident, app: AppConfig, command: Exclude<ShardCommand, { op: 'inspect' }>): Promise<ShardReply> {
@@ -531,7 +555,9 @@ export class ShardHost {
 
   private async passivate(resident: Resident): Promise<void> {
     if (resident.unwritten) await this.persist(resident);
-    if (resident.indexed) await this.index(resident, false);
+    // Its change is durable and announced by now: an entry left behind only costs a restore that
+    // finds the user idle, where failing would answer the change as not made and keep the user here.
+    if (resident.indexed) await this.index(resident, false).catch((error: unknown) => this.deps.log.error({ err: error, user: resident.userID, app: resident.sdkAppID }, 'active index entry not erased'));
     this.evict(resident);
   }
 
@@ -581,6 +607,8 @@ export class ShardHost {
     const app = resident && this.deps.apps.get(resident.sdkAppID);
     if (!resident || !app) return;
     await runInOrder(resident, async () => {
+      // Its write holds the actor as it is: what its timers changed is committed first, with its events.
+      if (resident.timerTransitions?.length) await this.commitTimerTransitions(resident);
       if (this.residents.get(key) !== resident || resident.outbox[0]?.id !== eventId) return;
       resident.outbox = orNone(resident.outbox.slice(1));
       await this.write(resident);
@@ -658,12 +686,17 @@ export class ShardHost {
     // A shard handed on again before its turn came: its new owner restores it.
     if (!config || !token || !this.served.has(Number(shard))) return;
     const userID = userFromToken(token);
-    await this.withResident(config, userID, async (resident) => {
-      resident.indexed = true;
-      this.updateInterest(resident);
-      await this.pushFollowed(resident, Object.values(resident.actor.context.devices));
-      if (this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
-    });
+    try {
+      await this.withResident(config, userID, async (resident) => {
+        resident.indexed = true;
+        this.updateInterest(resident);
+        await this.pushFollowed(resident, Object.values(resident.actor.context.devices));
+        if (this.canRest(resident, this.deps.clock.now())) await this.passivate(resident);
+      });
+    } catch (error) {
+      // Handed on while it was read: not a failure to retry, its new owner restores it.
+      if (!(error instanceof ShardNotServedError)) throw error;
+    }
   }
 
   /**
@@ -714,10 +747,14 @@ export class ShardHost {
       this.deps.users.load(app.sdkAppID, userID),
       app.friendStatusAutoNotify ? this.deps.friends.friendsOf(app.sdkAppID, userID) : Promise.resolve(NONE),
     ]);
+    const shard = shardOf(app.sdkAppID, userID);
+    // Dropped or handed over while it was read: an actor made now would be a second copy of the
+    // user, which nothing here would ever take out of memory.
+    if (!this.served.has(shard)) throw new ShardNotServedError(shard, this.deps.nodeId);
     const resident: Resident = {
       sdkAppID: app.sdkAppID,
       userID,
-      shard: shardOf(app.sdkAppID, userID),
+      shard,
       indexed: false,
       indexRevision: undefined,
       revision: stored?.revision ?? 0,

@@ -93,9 +93,19 @@ export class UserStore {
   async status(sdkAppID: number, userID: string): Promise<UserStatus> {
     const entry = await this.users.get(userKey(sdkAppID, userID));
     if (!entry) return unloginedStatus(userID);
-    const leading = decodeFirst<Leading>(entry.value);
-    if ('snapshot' in leading) return statusOfSnapshot(leading.snapshot);
-    if ('context' in leading) return statusOfSnapshot(leading);
-    return leading;
+    let leading: Partial<Leading> | undefined;
+    try {
+      leading = decodeFirst<Leading>(entry.value);
+    } catch {
+      leading = undefined;
+    }
+    if (typeof leading === 'object' && leading !== null) {
+      if ('snapshot' in leading) return statusOfSnapshot(leading.snapshot!);
+      if ('context' in leading) return statusOfSnapshot(leading as StoredSnapshot);
+      if (typeof (leading as UserStatus).version === 'number') return leading as UserStatus;
+    }
+    // A value that holds no status is not the user's word on anything: UNKNOWN, at version 0 so
+    // that no receiver takes it over a status it holds, and the rest of a query is still answered.
+    return { ...unloginedStatus(userID), statusType: UserStatusType.UNKNOWN };
   }
 }
