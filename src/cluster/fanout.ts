@@ -61,8 +61,22 @@ export class FanOut<W = string> {
    * this node does not hold a second copy of every list.
    */
   follow(watcher: W, sdkAppID: number, previous: ReadonlySet<string>, next: ReadonlySet<string>): void {
-    for (const target of previous) if (!next.has(target)) this.release(sdkAppID, target, watcher);
+    // Taken before the old ones are let go: an app's only watcher moving to other users keeps
+    // the app's subscription rather than ending it and making a new one.
     for (const target of next) if (!previous.has(target)) this.acquire(sdkAppID, target, watcher);
+    for (const target of previous) if (!next.has(target)) this.release(sdkAppID, target, watcher);
+  }
+
+  /**
+   * A status read from the store for `devices` coming back (a reconnect, an actor restored here).
+   * Newer than what this node last dispatched for the user, it goes to every watcher here and
+   * becomes the version later changes must pass: this node forgot the user's version when its
+   * last watcher here let go, and a late older change (from a previous owner) must not follow it.
+   */
+  offer(sdkAppID: number, status: UserStatus, devices: readonly Device[]): void {
+    const interest = this.apps.get(sdkAppID)?.users.get(status.userID);
+    if (interest && status.version > interest.version) this.dispatch(interest, status);
+    else for (const device of devices) this.delivery.push(device.gatewayId, device.connId, status);
   }
 
   /**
@@ -151,14 +165,17 @@ export class FanOut<W = string> {
   private receive(users: Map<string, Interest<W>>, data: Uint8Array): void {
     const changes = decode<Partial<StatusChanges> | null>(data);
     // Only nodes publish here, but one malformed entry must not cost the rest of the batch.
-    if (!Array.isArray(changes?.statuses) || typeof changes.at !== 'number') return;
+    // A non-finite `at` would make the latency metric throw; a version that is no count
+    // (Infinity, NaN) would stand as the user's newest and stop every later change.
+    const at = changes?.at;
+    if (!Array.isArray(changes?.statuses) || typeof at !== 'number' || !Number.isFinite(at)) return;
     let delivered = 0;
     for (const status of changes.statuses) {
-      if (typeof status?.userID !== 'string' || typeof status.version !== 'number') continue;
+      if (typeof status?.userID !== 'string' || !Number.isSafeInteger(status.version)) continue;
       const interest = users.get(status.userID);
       if (interest && this.dispatch(interest, status)) delivered++;
     }
-    const seconds = Math.max(0, Date.now() - changes.at) / 1000;
+    const seconds = Math.max(0, Date.now() - at) / 1000;
     for (let i = 0; i < delivered; i++) this.observeLatency(seconds);
   }
 

@@ -711,10 +711,8 @@ export class ShardHost {
     const targets = followedBy({ ...this.interestBasis(resident, app), online: true });
     if (targets.size === 0) return;
     const statuses = await this.statuses(resident.sdkAppID, [...targets]);
-    for (const status of statuses) {
-      if (status.version === 0) continue;
-      for (const device of devices) this.deps.delivery.push(device.gatewayId, device.connId, status);
-    }
+    const fanout = this.deps.fanout();
+    for (const status of statuses) if (status.version !== 0) fanout.offer(resident.sdkAppID, status, devices);
   }
 
   private async withResident<T>(app: AppConfig, userID: string, work: (resident: Resident) => Promise<T>): Promise<T> {
