@@ -210,6 +210,9 @@ const systemTimers: TimerClock = {
 
 const hasTimers = (clock: Clock | TimerClock): clock is TimerClock => typeof (clock as Partial<TimerClock>).setTimeout === 'function';
 
+/** The timers to arm on `clock`: its own (a simulated clock's), else the process's timer wheel. */
+export const timersOf = (clock: Clock | TimerClock): TimerClock => (hasTimers(clock) ? clock : systemTimers);
+
 const NO_OBSERVER: ActorObserver = {};
 
 /**
@@ -243,7 +246,7 @@ export class UserActor {
     const clock = options.clock ?? systemTimers;
     this.pure = machineFor(clock);
     // Only the timer functions are used here (the machine reads `clock` itself): one shared object.
-    this.timers = hasTimers(clock) ? clock : systemTimers;
+    this.timers = timersOf(clock);
     this.observer = options.observer ?? NO_OBSERVER;
     if (options.snapshot) {
       const stored = options.snapshot;

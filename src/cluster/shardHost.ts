@@ -1,4 +1,4 @@
-import { UserActor, type ActorObserver, type Clock, type StepResult, type TimerClock, type Transition } from '../actors/index.js';
+import { UserActor, timersOf, type ActorObserver, type Clock, type StepResult, type TimerClock, type Transition } from '../actors/index.js';
 import type { Device, Platform, PresenceEvent, SubscriptionList, UserStatus } from '../actors/types.js';
 import { ErrorCode } from '../errors.js';
 import { transitionRecord } from '../inspection/transitionRecord.js';
@@ -115,8 +115,8 @@ export class PersistenceError extends Error {
 
 /** A user loaded for a shard that stopped being served here meanwhile (dropped or handed over). */
 class ShardNotServedError extends Error {
-  constructor(shard: number, nodeId: string) {
-    super(`shard ${shard} is not served by ${nodeId}`);
+  constructor(readonly shard: number) {
+    super(`shard ${shard} is not served here`);
     this.name = 'ShardNotServedError';
   }
 }
@@ -131,12 +131,6 @@ const MAX_INSPECT_WATCH_MS = 60_000;
 /** A friend list that could not be read is read again after this, doubling up to the cap. */
 const FRIEND_RETRY_FIRST_MS = 1_000;
 const FRIEND_RETRY_MAX_MS = 30_000;
-
-/** Timers for the host's own retries: the clock's when it keeps them (a simulated one), else Node's. */
-const nodeTimers = {
-  setTimeout: (fn: () => void, ms: number): unknown => setTimeout(fn, ms).unref(),
-  clearTimeout: (id: unknown): void => clearTimeout(id as NodeJS.Timeout),
-};
 
 /**
  * Runs the user actors of the shards this node owns: activates an actor from the
@@ -156,7 +150,8 @@ export class ShardHost {
   private readonly latestFriendRead = new Map<Resident, number>();
   /** Users whose friend list could not be read: the retry pending and its delay. */
   private readonly friendRetries = new Map<Resident, { timer: unknown; delayMs: number }>();
-  private readonly timers: Pick<TimerClock, 'setTimeout' | 'clearTimeout'>;
+  /** For the host's own retries and watch ends, on the actors' timers. */
+  private readonly timers: TimerClock;
 
   /** Transitions made by the actors here, for the dashboard's events per second. */
   readonly events: RateMeter;
@@ -167,7 +162,7 @@ export class ShardHost {
   private readonly statusChanges: StatusBatcher;
 
   constructor(private readonly deps: ShardHostDeps) {
-    this.timers = 'setTimeout' in deps.clock ? deps.clock : nodeTimers;
+    this.timers = timersOf(deps.clock);
     this.statusChanges = new StatusBatcher(deps.transport);
     this.events = new RateMeter(() => deps.clock.now());
     this.restorer = new RestoreQueue((key) => this.restore(key), deps.log, deps.restoreConcurrency ?? 32);
@@ -265,7 +260,10 @@ export class ShardHost {
   }
 
   private notServed(shard: number): ShardReply | null {
-    if (this.deps.othersMayServe?.() ?? false) return null;
+    return this.deps.othersMayServe?.() ? null : this.moved(shard);
+  }
+
+  private moved(shard: number): ShardReply {
     return { ok: false, moved: true, error: { code: ErrorCode.REQUEST_TIMEOUT, desc: `shard ${shard} is not served by ${this.deps.nodeId}` } };
   }
 
@@ -286,7 +284,7 @@ export class ShardHost {
       if (command.op === 'inspect') return await this.withResident(app, command.user, (resident) => this.inspect(resident, app, command.watchMs ?? 0));
       return await this.withResident(app, command.user, (resident) => this.apply(resident, app, command));
     } catch (error) {
-      if (error instanceof ShardNotServedError) return { ok: false, moved: true, error: { code: ErrorCode.REQUEST_TIMEOUT, desc: error.message } };
+      if (error instanceof ShardNotServedError) return this.moved(error.shard);
       this.deps.log.error({ err: error, user: command.user, app: command.app, op: command.op }, 'command failed');
       return refused(ErrorCode.INTERNAL_ERROR, error instanceof PersistenceError ? error.message : 'internal error');
     }
@@ -748,7 +746,7 @@ export class ShardHost {
     const shard = shardOf(app.sdkAppID, userID);
     // Dropped or handed over while it was read: an actor made now would be a second copy of the
     // user, which nothing here would ever take out of memory.
-    if (!this.served.has(shard)) throw new ShardNotServedError(shard, this.deps.nodeId);
+    if (!this.served.has(shard)) throw new ShardNotServedError(shard);
     const resident: Resident = {
       sdkAppID: app.sdkAppID,
       userID,

@@ -310,37 +310,32 @@ describe('ownership contract: app registry', () => {
     expect(registry.get(APP)?.secretKey).toBe('second');
   });
 
-  it('app registry - an app deleted while the start-up listing reads it is not kept', async () => {
+  /** A registry started over a link whose first listing read waits for `meanwhile` to change the shared bucket. */
+  async function registryStartedWhile(stored: string, meanwhile: (shared: KvBucket) => Promise<void>) {
     const transport = new EmbeddedTransport();
     transports.push(transport);
     const shared = await transport.kv(BUCKETS.apps);
-    await shared.put(appKey(APP), encode(app('s')));
+    await shared.put(appKey(APP), encode(app(stored)));
     const link = new LinkTransport(transport);
     link.beforeGetAnswers = async () => {
-      await shared.delete(appKey(APP));
+      link.beforeGetAnswers = undefined;
+      await meanwhile(shared);
       await flush();
     };
     const registry = new AppRegistry(await link.kv(BUCKETS.apps));
     await registry.start();
     stoppers.push(() => registry.stop());
+    return { registry, shared };
+  }
+
+  it('app registry - an app deleted while the start-up listing reads it is not kept', async () => {
+    const { registry, shared } = await registryStartedWhile('s', (bucket) => bucket.delete(appKey(APP)));
     expect(await shared.get(appKey(APP))).toBeNull();
     expect(registry.get(APP)).toBeUndefined();
   });
 
   it('app registry - an app changed while the start-up listing reads it is held as changed', async () => {
-    const transport = new EmbeddedTransport();
-    transports.push(transport);
-    const shared = await transport.kv(BUCKETS.apps);
-    await shared.put(appKey(APP), encode(app('old')));
-    const link = new LinkTransport(transport);
-    link.beforeGetAnswers = async () => {
-      link.beforeGetAnswers = undefined;
-      await shared.put(appKey(APP), encode(app('new')));
-      await flush();
-    };
-    const registry = new AppRegistry(await link.kv(BUCKETS.apps));
-    await registry.start();
-    stoppers.push(() => registry.stop());
+    const { registry } = await registryStartedWhile('old', async (bucket) => void (await bucket.put(appKey(APP), encode(app('new')))));
     expect(registry.get(APP)?.secretKey).toBe('new');
   });
 });
