@@ -26,7 +26,7 @@ const wrongLastSequence = (revision: number) =>
  * times out, as during a stream leader election): what a retry of the same write then meets.
  */
 function bucketLosingFirstAck() {
-  let latest: { value: Uint8Array; revision: number; operation: 'PUT' } | undefined;
+  let latest: { value: Uint8Array; revision: number; operation: 'PUT' | 'DEL' } | undefined;
   let lastSequence = 4;
   let acksLost = 1;
   const write = (value: Uint8Array, expected: number): number => {
@@ -39,6 +39,12 @@ function bucketLosingFirstAck() {
     get: async () => (latest ? ({ key: 'k', ...latest } as unknown as NatsKvEntry) : null),
     create: async (_key: string, value: Uint8Array) => write(value, 0),
     update: async (_key: string, value: Uint8Array, revision: number) => write(value, revision),
+    delete: async (_key: string, options?: { previousSeq?: number }) => {
+      const expected = options?.previousSeq;
+      if (expected !== undefined && (latest?.revision ?? 0) !== expected) throw wrongLastSequence(latest?.revision ?? 0);
+      latest = { value: new Uint8Array(0), revision: ++lastSequence, operation: 'DEL' };
+      if (acksLost-- > 0) throw new TimeoutError();
+    },
     seed(value: Uint8Array) {
       latest = { value, revision: ++lastSequence, operation: 'PUT' };
       return latest.revision;
@@ -78,6 +84,30 @@ describe('cluster routing contract', () => {
       const bucket = new NatsKvBucket('pres_leases', fake as unknown as Bucket);
       const revision = await bucket.create('k', encode({ nodeId: 'n1' }));
       expect((await bucket.get('k'))?.revision).toBe(revision);
+    });
+
+    it('nats kv - a conditional delete retried after a timeout that had landed is its own success, not a conflict', async () => {
+      const fake = bucketLosingFirstAck();
+      const seeded = fake.seed(encode({ nodeId: 'n1' }));
+      const bucket = new NatsKvBucket('pres_leases', fake as unknown as Bucket);
+      await bucket.delete('k', seeded);
+      expect(await bucket.get('k')).toBeNull();
+    });
+
+    it('nats kv - a conditional delete that meets another writer\'s value after a timeout is still a conflict', async () => {
+      const fake = bucketLosingFirstAck();
+      const seeded = fake.seed(encode({ nodeId: 'n1' }));
+      const bucket = new NatsKvBucket('pres_leases', fake as unknown as Bucket);
+      // Our first attempt times out without landing; another node takes the key meanwhile.
+      fake.delete = async () => {
+        fake.delete = async (_key, options) => {
+          throw wrongLastSequence((options?.previousSeq ?? 0) + 1);
+        };
+        fake.seed(encode({ nodeId: 'n2' }));
+        throw new TimeoutError();
+      };
+      await expect(bucket.delete('k', seeded)).rejects.toBeInstanceOf(KvConflictError);
+      expect((await bucket.get('k'))?.revision).toBe(seeded + 1);
     });
 
     it('nats kv - an update that meets another writer\'s value after a timeout is still a conflict', async () => {

@@ -143,11 +143,18 @@ export class NatsKvBucket implements KvBucket {
     }
     // nats.js sends no expectation for previousSeq 0 (an unconditional delete).
     if (revision <= 0) throw new KvConflictError(this.name, key, revision);
+    let retried = false;
     try {
-      await this.call(key, () => this.kv.delete(key, { previousSeq: revision }));
+      await this.call(key, (attempt) => {
+        retried = attempt > 0;
+        return this.kv.delete(key, { previousSeq: revision });
+      });
     } catch (err) {
-      if (isWrongLastSequence(err)) throw new KvConflictError(this.name, key, revision, { cause: err });
-      throw err;
+      if (!isWrongLastSequence(err)) throw err;
+      // As for compareAndSet: a retry may meet the delete marker of its own first attempt.
+      // The key being gone is what the caller asked for, whoever removed it.
+      if (retried && (await this.get(key)) === null) return;
+      throw new KvConflictError(this.name, key, revision, { cause: err });
     }
   }
 

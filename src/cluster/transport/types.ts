@@ -77,7 +77,10 @@ export interface KvBucket {
   create(key: string, value: Uint8Array): Promise<number>;
   /** Writes only if the key's latest revision is `revision`. */
   update(key: string, value: Uint8Array, revision: number): Promise<number>;
-  /** Deletes; with `revision`, only if the key's latest revision is that. */
+  /**
+   * Deletes; with `revision`, only if the key's latest revision is that. A call retried after
+   * a lost answer that finds the key gone succeeds: its first attempt may be what removed it.
+   */
   delete(key: string, revision?: number): Promise<void>;
   /**
    * Removes revision `revision` of `key` (its latest, if omitted) and leaves nothing behind:
