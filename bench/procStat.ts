@@ -25,6 +25,20 @@ export function cpuMicros(pid: number): number | undefined {
   return ((utime + stime) * 1_000_000) / CLK_TCK;
 }
 
+/**
+ * Time the process's main thread spent runnable but waiting for a core, in microseconds, from
+ * /proc/<pid>/schedstat (its second field, ns); undefined when it is gone or the kernel keeps no
+ * such statistics. A node's event loop is that thread: while it waits, no notification leaves.
+ */
+export function runQueueWaitMicros(pid: number): number | undefined {
+  try {
+    const waitNs = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]);
+    return Number.isFinite(waitNs) ? waitNs / 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Resident set size in bytes from /proc/<pid>/status. */
 export function rssBytes(pid: number): number | undefined {
   try {
@@ -35,11 +49,14 @@ export function rssBytes(pid: number): number | undefined {
   }
 }
 
-/** Sum of the CPU time of several processes (those gone count their last reading). */
+/** Sum of the CPU time (or another per-process counter in µs) of several processes (those gone count their last reading). */
 export class CpuMeter {
   private readonly last = new Map<number, number>();
 
-  constructor(private readonly pids: () => number[]) {}
+  constructor(
+    private readonly pids: () => number[],
+    private readonly readCounter: (pid: number) => number | undefined = cpuMicros,
+  ) {}
 
   /** Total µs so far; a process that has exited keeps its last reading. */
   read(): number {
@@ -57,7 +74,7 @@ export class CpuMeter {
 
   private refresh(): void {
     for (const pid of this.pids()) {
-      const now = cpuMicros(pid);
+      const now = this.readCounter(pid);
       if (now !== undefined) this.last.set(pid, now);
     }
   }

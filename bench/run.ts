@@ -19,7 +19,7 @@ import { failover } from './phases/failover.js';
 import { rawNats, type RawNatsPhase } from './phases/rawNats.js';
 import { burstStorm, pacedStorm } from './phases/storms.js';
 import { purgeApp } from './natsState.js';
-import { CpuMeter, findNatsServerPid } from './procStat.js';
+import { CpuMeter, findNatsServerPid, runQueueWaitMicros } from './procStat.js';
 import { machine, renderText, targets, updateDocs, writeJson, type Results, type Summary } from './report.js';
 import { startNode, waitBalanced, type BenchNode } from './servers.js';
 
@@ -222,6 +222,7 @@ async function main(): Promise<void> {
       sdkAppID,
       secretKey,
       serverCpu: new CpuMeter(() => nodes.map((n) => n.pid)),
+      serverWait: new CpuMeter(() => nodes.map((n) => n.pid), runQueueWaitMicros),
       driverCpu: new CpuMeter(() => drivers!.pids),
       natsCpu: natsPid !== undefined && opts.mode === 'cluster' ? new CpuMeter(() => [natsPid]) : undefined,
       log,

@@ -40,6 +40,8 @@ export interface Ctx {
   sdkAppID: number;
   secretKey: string;
   serverCpu: CpuMeter;
+  /** The nodes' main threads' run-queue wait (µs): time they were ready to run but had no core. */
+  serverWait: CpuMeter;
   driverCpu: CpuMeter;
   natsCpu: CpuMeter | undefined;
   log(line: string): void;
@@ -56,6 +58,13 @@ export interface PhaseCost {
   /** Share of the machine's cores: 100 % = one core busy for the whole phase. */
   serverCpuPercent: number;
   driverCpuPercent: number;
+  /**
+   * Milliseconds per second of the phase that the nodes' event loops (their main threads, summed)
+   * were ready to run but waited for a core: the 2 cores' contention, which no code of the node
+   * can shorten, and what a latency tail is made of when it is large. Null where the kernel
+   * keeps no scheduler statistics.
+   */
+  serverRunQueueWaitMsPerSecond: number | null;
 }
 
 export interface Meter {
@@ -65,6 +74,7 @@ export interface Meter {
 export function meter(ctx: Ctx): Meter {
   const t0 = nowUs();
   const each0 = ctx.serverCpu.readEach();
+  const w0 = ctx.serverWait.readEach();
   const d0 = ctx.driverCpu.read();
   const n0 = ctx.natsCpu?.read();
   return {
@@ -74,6 +84,8 @@ export function meter(ctx: Ctx): Meter {
       const spent = [...ctx.serverCpu.readEach()].map(([pid, micros]) => (micros - (each0.get(pid) ?? 0)) / 1e6);
       const server = spent.reduce((sum, seconds) => sum + seconds, 0);
       const perNode = spent.map((seconds) => round(seconds, 3));
+      const waits = [...ctx.serverWait.readEach()].map(([pid, micros]) => micros - (w0.get(pid) ?? 0));
+      const waitedMs = waits.length ? waits.reduce((sum, micros) => sum + micros, 0) / 1000 : null;
       const driver = (ctx.driverCpu.read() - d0) / 1e6;
       const nats = ctx.natsCpu && n0 !== undefined ? (ctx.natsCpu.read() - n0) / 1e6 : null;
       const pct = (cpu: number) => (wall > 0 ? round((cpu / wall) * 100, 1) : 0);
@@ -85,6 +97,7 @@ export function meter(ctx: Ctx): Meter {
         natsServerCpuSeconds: nats === null ? null : round(nats, 3),
         serverCpuPercent: pct(server),
         driverCpuPercent: pct(driver),
+        serverRunQueueWaitMsPerSecond: waitedMs === null || wall <= 0 ? null : round(waitedMs / wall, 1),
       };
     },
   };

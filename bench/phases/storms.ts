@@ -102,7 +102,8 @@ async function storm(ctx: Ctx, kind: 'burst' | 'paced'): Promise<StormPhase> {
   ctx.log(
     `  ${acked} changes (${phase.failedChanges} failed), ${delivered}/${expected} notifications, ${phase.notificationsPerSecond}/s; ` +
       `latency p50 ${phase.notificationLatency.p50Ms} p99 ${phase.notificationLatency.p99Ms} p99.9 ${phase.notificationLatency.p999Ms} ms; ` +
-      `server ${phase.cpuUsPerNotification} µs CPU/notification (${cost.serverCpuPercent} % core), drivers ${cost.driverCpuPercent} % core`,
+      `server ${phase.cpuUsPerNotification} µs CPU/notification (${cost.serverCpuPercent} % core), drivers ${cost.driverCpuPercent} % core` +
+      (cost.serverRunQueueWaitMsPerSecond === null ? '' : `; node event loops waited ${cost.serverRunQueueWaitMsPerSecond} ms/s for a core`),
   );
   if (phase.failedChanges) ctx.log(`  errors: ${phase.errors.join(' | ')}`);
   return phase;

@@ -77,6 +77,11 @@ describe('the benchmark, tiny', () => {
     expect(json!.phases.warmUp, output).toMatchObject({ logins: 200, failed: 0 });
     expect(output).toContain('warm-up (cold node)');
     expect(json!.phases.drop.offlineSeen).toBe(json!.phases.drop.offlineExpected);
+    // The node's event loop's wait for a core, read from the kernel's scheduler statistics.
+    const waited = json!.phases.paced.serverRunQueueWaitMsPerSecond;
+    expect(waited, output).toBeGreaterThanOrEqual(0);
+    expect(waited, output).toBeLessThanOrEqual(1000);
+    expect(output).toContain('ms/s for a core');
     // --rest-seconds: the memory read again once the node has been idle.
     const atRest = json!.phases.memory.atRest;
     expect(atRest, output).toMatchObject({ idleSeconds: 1 });
