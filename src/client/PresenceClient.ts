@@ -57,6 +57,7 @@ export class PresenceClient {
       {
         onPush: (list) => this.emitNewer(list),
         onKicked: (error) => this.listeners.emit('onKickedOffline', error),
+        onUserSigExpired: () => this.listeners.emit('onUserSigExpired'),
         onStateChanged: (state) => this.listeners.emit('onConnectionStateChanged', state),
         onReconnected: (status) => {
           // Checked as a push's fields are not: the login answer is only checked for its deviceId.

@@ -2,7 +2,7 @@
  * The logged-in connection behind a PresenceClient: opens the socket, logs in, sends heartbeats,
  * queues calls while disconnected, reconnects with backoff and logs in again with the same
  * credentials and deviceId. It knows nothing about statuses or listeners: it reports pushes,
- * kicks, state changes and completed reconnects through {@link ConnectionHooks}.
+ * kicks, an expired UserSig, state changes and completed reconnects through {@link ConnectionHooks}.
  */
 import type { UserStatus } from '../actors/types.js';
 import { ErrorCode, PresenceError } from '../errors.js';
@@ -33,6 +33,11 @@ export interface ConnectionHooks {
   onPush(list: UserStatus[]): void;
   /** The login ended by the server: a kick (6208, 70052) or a re-login refused with 70052. */
   onKicked(error: PresenceError): void;
+  /**
+   * A re-login after a lost connection was refused with 70001: the login has ended (torn down
+   * before this is called). Not called when `login()` itself is refused: its promise rejects.
+   */
+  onUserSigExpired(): void;
   onStateChanged(state: ConnectionState): void;
   /**
    * Logged in again after a lost connection; queued calls have just been sent. `status` is the
@@ -194,6 +199,7 @@ export class Connection {
       if (err instanceof PresenceError && AUTH_ERRORS.has(err.code)) {
         this.teardown(err);
         if (err.code === ErrorCode.USERSIG_REVOKED) this.hooks.onKicked(err);
+        else if (err.code === ErrorCode.USERSIG_EXPIRED) this.hooks.onUserSigExpired();
       } else {
         this.urlIndex += 1;
         this.dropSocket();

@@ -16,6 +16,9 @@
  *   onKickedOffline(error) {
  *     console.log('logged in elsewhere or kicked:', error.code);
  *   },
+ *   onUserSigExpired() {
+ *     console.log('UserSig expired: get a new one from your server and call login again');
+ *   },
  *   onConnectionStateChanged(state) {
  *     console.log('connection', state);
  *   },

@@ -34,6 +34,14 @@ export interface PresenceListener {
    * not reconnect; call `login` again, with a new UserSig after a 70052.
    */
   onKickedOffline?(error: PresenceError): void;
+  /**
+   * The UserSig expired after login: a re-login after a lost connection was refused with `70001`.
+   * The client is logged out and does not reconnect; get a new UserSig from your server and call
+   * `login` again. Called once, after `onConnectionStateChanged('disconnected')`. A `login` call
+   * refused with 70001 does not call it: its promise rejects instead. (An extension of SPEC.md §3's
+   * listeners, as in Tencent Cloud IM.)
+   */
+  onUserSigExpired?(): void;
   /** Called on every change of {@link ConnectionState}. */
   onConnectionStateChanged?(state: ConnectionState): void;
 }

@@ -194,6 +194,57 @@ describe('client SDK edges - connection', () => {
     expect(events.states.at(-1)).toBe('connected');
   });
 
+  it('client SDK edges - a re-login refused with 70001 fires onUserSigExpired once, logs out, and a fresh UserSig logs in again', async () => {
+    const { changes, server, client, events } = await setup({ reconnect: { initialDelayMs: 0, maxDelayMs: 0 } });
+    let expired = 0;
+    let loginUserInListener: string | undefined = 'not called';
+    client.addListener({
+      onUserSigExpired() {
+        expired += 1;
+        loginUserInListener = client.getLoginUser();
+        changes.notify();
+      },
+    });
+    await client.login('alice', 'sig-old');
+    // The ticket expired while the device was connected: the node refuses the re-login after a drop.
+    server.answer = (req, conn) =>
+      req.op === 'login' ? { error: { code: ErrorCode.USERSIG_EXPIRED, desc: 'UserSig expired' } } : defaultAnswer(req, conn);
+    server.sockets[0]?.terminate();
+    // The failed re-login's 'disconnected' comes before the listener, as it does for a kick.
+    await changes.until(() => events.states.length === 5);
+
+    expect(expired).toBe(1);
+    expect(loginUserInListener).toBeUndefined();
+    expect(events.kicked).toEqual([]);
+    expect(client.getLoginUser()).toBeUndefined();
+    expect(events.states).toEqual(['connecting', 'connected', 'disconnected', 'connecting', 'disconnected']);
+    expect(server.requests('login').map((r) => r.frame.args)).toMatchObject([
+      { userSig: 'sig-old' },
+      { userSig: 'sig-old', deviceId: 'auto-0' },
+    ]);
+    await expect(client.getUserStatus(['bob'])).rejects.toMatchObject({ code: ErrorCode.NOT_LOGGED_IN });
+
+    // The app fetched a new UserSig: logging in with it works, on a new connection.
+    server.answer = defaultAnswer;
+    await client.login('alice', 'sig-new', { deviceId: 'auto-0' });
+    expect(client.getLoginUser()).toBe('alice');
+    expect(server.requests('login').map((r) => [r.conn, (r.frame.args as { userSig: string }).userSig])).toEqual([[0, 'sig-old'], [1, 'sig-old'], [2, 'sig-new']]);
+    await client.setSelfStatus({ customStatus: 'back' });
+    expect(expired).toBe(1);
+  });
+
+  it('client SDK edges - a login() refused with 70001 only rejects: onUserSigExpired is for a ticket that expires after login', async () => {
+    const { server, client, events } = await setup({ reconnect: { initialDelayMs: 0, maxDelayMs: 0 } });
+    let expired = 0;
+    client.addListener({ onUserSigExpired: () => { expired += 1; } });
+    server.answer = () => ({ error: { code: ErrorCode.USERSIG_EXPIRED, desc: 'UserSig expired' } });
+    await expect(client.login('alice', 'sig-old')).rejects.toMatchObject({ code: ErrorCode.USERSIG_EXPIRED });
+    expect(expired).toBe(0);
+    expect(events.kicked).toEqual([]);
+    expect(client.getLoginUser()).toBeUndefined();
+    expect(events.states).toEqual(['connecting', 'disconnected']);
+  });
+
   it('client SDK edges - a reconnect option left undefined keeps its default instead of disabling the backoff', async () => {
     const { changes, server, client, events } = await setup({ reconnect: { initialDelayMs: undefined, maxDelayMs: 20 } });
     await client.login('alice', 'sig-a');
