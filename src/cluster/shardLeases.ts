@@ -79,6 +79,10 @@ export class ShardLeases {
   private readonly claimListeners = new Map<number, Set<() => void>>();
   private watch: Subscription | undefined;
   private ticking = false;
+  /** The ownership step in flight, if any: a drain waits for it before handing the shards over. */
+  private running: Promise<void> | undefined;
+  /** Set while `releaseAll` runs: no step starts meanwhile. */
+  private releasingAll = false;
   /** Numbers the ownership steps, for {@link ShardServer.acquire}. */
   private steps = 0;
   /** Each shard's rendezvous owner in the last view: a view changes seldom, a step runs twice a second. */
@@ -150,7 +154,7 @@ export class ShardLeases {
 
   /** One step of the ownership protocol; runs every membership renewal. */
   async tick(): Promise<void> {
-    if (this.ticking) return;
+    if (this.ticking || this.releasingAll) return;
     this.ticking = true;
     let timer: NodeJS.Timeout | undefined;
     // A step whose KV calls hang (a connection lost mid-listing) must not stop every later
@@ -162,11 +166,14 @@ export class ShardLeases {
       }, STEP_BOUND_MS);
       timer.unref?.();
     });
+    const running = Promise.race([this.step(), bound]);
+    this.running = running;
     try {
-      await Promise.race([this.step(), bound]);
+      await running;
     } finally {
       clearTimeout(timer);
       this.ticking = false;
+      this.running = undefined;
     }
   }
 
@@ -235,9 +242,20 @@ export class ShardLeases {
     return this.desired.of;
   }
 
-  /** Graceful drain: hands every shard over and deletes the claims so successors claim at once. */
+  /**
+   * Graceful drain: hands every shard over and deletes the claims so successors claim at once.
+   * A step in flight is let finish first (it is bounded like any step): a claim of it still on
+   * its way would otherwise be taken after the hand-over, and the shard served, and its claim
+   * left behind, by a node going away.
+   */
   async releaseAll(): Promise<void> {
-    await Promise.all([...this.held.keys()].map((shard) => this.handOver(shard)));
+    this.releasingAll = true;
+    try {
+      await this.running?.catch(() => undefined);
+      await Promise.all([...this.held.keys()].map((shard) => this.handOver(shard)));
+    } finally {
+      this.releasingAll = false;
+    }
   }
 
   stop(): void {
@@ -248,6 +266,20 @@ export class ShardLeases {
     const value = encode({ nodeId: this.membership.nodeId, incarnation: this.incarnation });
     try {
       const taken = revision === 0 ? await this.bucket.create(claimKey(shard), value) : await this.bucket.update(claimKey(shard), value, revision);
+      // While the claim was on its way the watch may have shown another node's later claim, or
+      // this node's lease may have lapsed: either would have dropped the shard had it been
+      // held already (`observe`, `fence`), so it must not start serving it now.
+      const later = this.claims.get(shard);
+      if (later && later.revision > taken && !this.isOwn(later)) {
+        this.options.log.warn({ shard, holder: later.nodeId }, 'shard claimed by another node while this claim was on its way: not serving it');
+        return;
+      }
+      if (!this.membership.isLive) {
+        // Left to lapse, or to be taken again by update once live, as a fence leaves its claims.
+        this.observe(shard, { nodeId: this.membership.nodeId, incarnation: this.incarnation }, taken);
+        this.options.log.warn({ shard }, 'fenced while the shard was being claimed: not serving it');
+        return;
+      }
       this.held.set(shard, taken);
       this.observe(shard, { nodeId: this.membership.nodeId, incarnation: this.incarnation }, taken);
     } catch (error) {
@@ -308,12 +340,15 @@ export class ShardLeases {
     this.held.clear();
   }
 
+  private isOwn(claim: Omit<Claim, 'revision'>): boolean {
+    return claim.nodeId === this.membership.nodeId && claim.incarnation === this.incarnation;
+  }
+
   private observe(shard: number, claim: Omit<Claim, 'revision'>, revision: number): void {
     const known = this.claims.get(shard);
     if (known && known.revision >= revision) return;
     this.setClaim(shard, { nodeId: claim.nodeId, incarnation: claim.incarnation, revision });
-    const ours = claim.nodeId === this.membership.nodeId && claim.incarnation === this.incarnation;
-    if (this.held.has(shard) && !ours) {
+    if (this.held.has(shard) && !this.isOwn(claim)) {
       this.options.log.warn({ shard, holder: claim.nodeId }, 'shard claimed by another node: dropping it');
       this.server.drop(shard);
       this.held.delete(shard);
