@@ -19,6 +19,7 @@ import { CloseCode, MAX_FRAME_BYTES, OPERATIONS, type ClientFrame, type LoginRes
 import { Connection } from './connection.js';
 import { DeviceSocket } from './deviceSocket.js';
 import { Outbox } from './outbox.js';
+import { PushedVersions } from './pushedVersions.js';
 import { refuseUpgrade } from './refuseUpgrade.js';
 import { FrameError, listArg, parseFrame, validateCustomStatus, validateLogin, validateUserIDList } from './validate.js';
 import { runInOrder } from '../serialQueue.js';
@@ -92,6 +93,14 @@ export class Gateway {
   private readonly wss = new WebSocketServer(SERVER_OPTIONS);
   private readonly connections = new Map<string, Connection>();
   private readonly outbox = new Outbox();
+  /** The newest version of each user pushed here: an older one arriving later is not pushed. */
+  private readonly versions = new PushedVersions();
+  /**
+   * Per status of the message being delivered, once checked against `versions`: `epoch` if it
+   * may be pushed, `-epoch` if it is older than one pushed already. Kept from message to message.
+   */
+  private verdicts = new Int32Array(64);
+  private epoch = 0;
   private sweep: NodeJS.Timeout | undefined;
   private delivery: Subscription | undefined;
   private localDelivery: Subscription | undefined;
@@ -103,9 +112,9 @@ export class Gateway {
 
   start(): void {
     this.delivery = this.deps.transport.subscribe(subjects.gatewayOut(this.deps.gatewayId), (data) =>
-      this.deliver(decode<GatewayDelivery>(data)),
+      this.deliver(decode<GatewayDelivery>(data), true),
     );
-    this.localDelivery = this.deps.delivery.connectLocal(this.deps.gatewayId, (message) => this.deliver(message));
+    this.localDelivery = this.deps.delivery.connectLocal(this.deps.gatewayId, (message) => this.deliver(message, false));
     this.sweep = setInterval(() => this.closeSilentSockets(Date.now()), SWEEP_INTERVAL_MS);
     this.sweep.unref();
   }
@@ -396,14 +405,39 @@ export class Gateway {
     this.deps.log.warn({ user: device.user, app: device.app }, 'disconnect not delivered; the heartbeat deadline will apply');
   }
 
-  private deliver(message: GatewayDelivery): void {
+  /**
+   * Pushes and kicks from a node. A status older than one of the same user pushed here already
+   * is not pushed: a node that lost the device's user while frozen may still send what it had
+   * (docs/architecture.md, Fan-out). Each status is checked once per message, as a connection
+   * first names it: the statuses of one user in a connection's list are in order, oldest first.
+   */
+  private deliver(message: GatewayDelivery, decoded = false): void {
     const statuses = message.statuses ?? [];
     let pushed = 0;
-    for (const [connId, indexes] of message.pushes ?? []) {
-      const connection = this.connections.get(connId);
-      if (!connection) continue;
-      for (const i of indexes) this.outbox.push(connection, statuses[i]!);
-      pushed += indexes.length;
+    const pushes = message.pushes ?? [];
+    if (pushes.length) {
+      const verdicts = this.verdictsFor(statuses.length);
+      const epoch = this.epoch;
+      for (const [connId, indexes] of pushes) {
+        const connection = this.connections.get(connId);
+        if (!connection) continue;
+        // Statuses are of the connection's app; one not logged in (yet) is pushed them unchecked.
+        const app = connection.login?.sdkAppID;
+        for (const i of indexes) {
+          const status = statuses[i];
+          if (!status) continue;
+          if (app !== undefined) {
+            let verdict = verdicts[i]!;
+            if (verdict !== epoch && verdict !== -epoch) {
+              verdict = this.versions.admit(app, status.userID, status.version, decoded) ? epoch : -epoch;
+              verdicts[i] = verdict;
+            }
+            if (verdict < 0) continue;
+          }
+          this.outbox.push(connection, status);
+          pushed++;
+        }
+      }
     }
     if (pushed) this.deps.metrics?.notifications.inc(pushed);
     for (const [connId, code] of message.kicks ?? []) {
@@ -422,6 +456,17 @@ export class Gateway {
       connection.login = undefined;
       connection.closeWith(code === ErrorCode.KICKED_BY_SAME_DEVICE ? CloseCode.KICKED_BY_SAME_DEVICE : CloseCode.KICKED_BY_ADMIN, 'kicked');
     }
+  }
+
+  /** The verdicts' array for a message of `count` statuses, under a new epoch: none checked yet. */
+  private verdictsFor(count: number): Int32Array {
+    if (this.verdicts.length < count) this.verdicts = new Int32Array(Math.max(count, 2 * this.verdicts.length));
+    if (this.epoch === 0x7fffffff) {
+      this.verdicts.fill(0);
+      this.epoch = 0;
+    }
+    this.epoch++;
+    return this.verdicts;
   }
 
   private appOf(connection: Connection): AppConfig | undefined {
