@@ -179,13 +179,29 @@ export class ShardHost {
     for (const shard of shards) this.serveShard(shard);
   }
 
-  /** ShardServer: serves a shard just claimed and restores its actors with something pending. */
+  /**
+   * ShardServer: serves a shard just claimed and restores its actors with something pending.
+   * Resolves once the shard is served. The `active` listing starts now, within the claiming
+   * step, but is not waited for: on NATS it can stall for as long as a KV call retries (12 s),
+   * and the ownership step that claimed the shard waits for this, while no later step runs.
+   * A shard that step found free only after its claim was refused (a dead node's claim that was
+   * in fact deleted, its watch event still on the way), or the shards of a node dying
+   * meanwhile, were then served by nobody for those 12 s, and a call for one of their users
+   * failed with 6012 (test/unit/rolling-restart-race.test.ts).
+   */
   async acquire(shard: number, step: number): Promise<void> {
     this.serveShard(shard);
     if (!this.deps.active) return;
-    const keys = (await this.activeKeys(step)).filter((key) => key.startsWith(`${shard}.`));
-    this.restorer.add(keys);
-    if (keys.length) this.deps.log.info({ shard, restoring: keys.length }, 'shard taken over');
+    void this.activeKeys(step).then(
+      (listed) => {
+        // Handed on again before the listing answered: its next owner restores them.
+        if (!this.served.has(shard)) return;
+        const keys = listed.filter((key) => key.startsWith(`${shard}.`));
+        this.restorer.add(keys);
+        if (keys.length) this.deps.log.info({ shard, restoring: keys.length }, 'shard taken over');
+      },
+      () => undefined, // logged once for the step by activeKeys
+    );
   }
 
   /** Actors of shards taken over that wait to be restored. */
@@ -198,7 +214,11 @@ export class ShardHost {
    * step: a node taking over hundreds of shards reads the index once, not per shard.
    */
   private activeKeys(step: number): Promise<string[]> {
-    if (this.activeListing?.step !== step) this.activeListing = { step, keys: this.deps.active!.keys() };
+    if (this.activeListing?.step !== step) {
+      const keys = this.deps.active!.keys();
+      keys.catch((error: unknown) => this.deps.log.error({ err: error, step }, 'actors of the shards taken over not listed; they load on demand'));
+      this.activeListing = { step, keys };
+    }
     return this.activeListing.keys;
   }
 

@@ -12,6 +12,7 @@ export interface ShardServer {
    * numbers the ownership step that claimed it: every write of the shard's previous owner
    * came before that step began (it released before deleting its claim, or it is dead), so
    * the shards of one step may share one read of the `active` index made during the step.
+   * Resolves once the shard is served, without waiting for the restores: the step awaits it.
    */
   acquire(shard: number, step: number): Promise<void>;
   /** Hands `shard` over: persists and stops its actors, then stops serving it. */
@@ -291,8 +292,7 @@ export class ShardLeases {
     try {
       await this.server.acquire(shard, step);
     } catch (error) {
-      // Serving already; the actors come back on their next command.
-      this.options.log.error({ err: error, shard }, 'actors of a shard taken over not listed; they load on demand');
+      this.options.log.error({ err: error, shard }, 'shard claimed but not served; its commands go unanswered until it moves');
     }
   }
 

@@ -85,20 +85,27 @@ async function observer(i: number): Promise<PresenceClient> {
  * Every member sets a new custom status every `pauseMs` until stopped, remembering what
  * was acknowledged: the load under which the failures happen.
  */
-function churn(tag: string, pauseMs = 150): { stop(): Promise<{ calls: number; failed: string[] }> } {
+function churn(tag: string, pauseMs = 150): { stop(): Promise<{ calls: number; failed: string[]; slowest: string[] }> } {
   let running = true;
   let calls = 0;
+  /** The slowest acknowledged calls: a near miss (a call that waited out most of its timeout) shows where a failure would come from. */
+  const slow: Array<{ ms: number; what: string }> = [];
   const loops = members.map(async (member) => {
     for (let n = 0; running; n++) {
       const value = `${member.userID} ${tag} ${n}`;
       member.unsure.push(value);
       calls++;
+      const sentAt = Date.now();
       try {
         await member.device.client.setSelfStatus({ customStatus: value });
         member.acked = value;
         member.unsure = [];
+        const ms = Date.now() - sentAt;
+        if (ms >= 1_000) slow.push({ ms, what: `${value} (shard ${shardOf(app.sdkAppID, member.userID)}): ${ms} ms from ${new Date(sentAt).toISOString()} (${sentAt})` });
       } catch (error) {
-        member.failures.push(`${value}: ${(error as Error).message}`);
+        // When and how long: a failure can then be matched with the node logs (their `time`).
+        const when = `sent ${new Date(sentAt).toISOString()} (${sentAt}), failed after ${Date.now() - sentAt} ms`;
+        member.failures.push(`${value}: ${(error as Error).message} [shard ${shardOf(app.sdkAppID, member.userID)}; ${when}; ${member.device.states.slice(-6).join('>')}]`);
       }
       await new Promise((resolve) => setTimeout(resolve, pauseMs));
     }
@@ -107,7 +114,8 @@ function churn(tag: string, pauseMs = 150): { stop(): Promise<{ calls: number; f
     async stop() {
       running = false;
       await Promise.all(loops);
-      return { calls, failed: members.flatMap((m) => m.failures.splice(0)) };
+      const slowest = slow.sort((a, b) => b.ms - a.ms).slice(0, 5).map((s) => s.what);
+      return { calls, failed: members.flatMap((m) => m.failures.splice(0)), slowest };
     },
   };
 }
@@ -161,6 +169,16 @@ async function everyoneServedAgain(what: string): Promise<void> {
 
 async function readAll(client = members[0]!.device.client): Promise<UserStatus[]> {
   return client.getUserStatus(members.map((m) => m.userID));
+}
+
+/**
+ * The last lines every node (stopped ones included) printed, for a failing test's message;
+ * run with PRESENCE_TEST_LOG_LEVEL=info for more than warnings.
+ */
+function nodeLogTails(lines = 40): string {
+  return deployment.nodes
+    .map((node) => `--- ${node.nodeId} (exit ${node.child.exitCode ?? node.child.signalCode ?? 'running'}):\n${node.output().trimEnd().split('\n').slice(-lines).join('\n')}`)
+    .join('\n');
 }
 
 const running = (): NodeProcess[] => deployment.nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null);
@@ -302,12 +320,12 @@ describe('cluster failover', () => {
       await deployment.waitForBalance(3, 60_000);
     }
     await everyoneServedAgain('every member to be acknowledged after the restart');
-    const { calls, failed } = await load.stop();
-    console.log(`rolling restart: ${calls} calls, ${failed.length} failed`);
+    const { calls, failed, slowest } = await load.stop();
+    console.log(`rolling restart: ${calls} calls, ${failed.length} failed; slowest acknowledged (over 1 s): ${slowest.length ? `\n  ${slowest.join('\n  ')}` : 'none'}`);
 
     // A draining node answers what it started and closes with 1001; the SDK sends what was
     // unanswered again on the next node, so no call fails.
-    expect(failed).toEqual([]);
+    expect(failed, failed.length ? `failed calls, with what the nodes printed last:\n${nodeLogTails()}` : undefined).toEqual([]);
     expectNothingLost(await readAll());
     expectNobodyFlipped();
     await expectSubscriptionsIntact('after the rolling restart');
