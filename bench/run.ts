@@ -32,6 +32,9 @@ const USAGE = `npm run bench -- [options]
   --subs S                  subscriptions per user (default 50)
   --friends F               friends per user, even (default 0)
   --drivers K               driver processes holding the sockets (default 2, 1 below 1000 users)
+  --drivers-sched normal|batch
+                            the drivers' Linux scheduling policy: batch (SCHED_BATCH) keeps a driver
+                            woken by a node's write from preempting the node (default normal)
   --nats URL                NATS for cluster mode and the raw baseline (default nats://127.0.0.1:4222)
   --server dist|src         run nodes from dist/ (npm run build first) or from src/ through tsx (default dist)
   --burst-seconds S         burst storm length (default 5)
@@ -66,6 +69,7 @@ function parseOptions(argv: string[]): BenchOptions & { docs: boolean; keepState
       subs: { type: 'string', default: '50' },
       friends: { type: 'string', default: '0' },
       drivers: { type: 'string' },
+      'drivers-sched': { type: 'string', default: 'normal' },
       nats: { type: 'string', default: process.env.PRESENCE_BENCH_NATS ?? 'nats://127.0.0.1:4222' },
       server: { type: 'string', default: 'dist' },
       'burst-seconds': { type: 'string', default: '5' },
@@ -103,6 +107,8 @@ function parseOptions(argv: string[]): BenchOptions & { docs: boolean; keepState
     return n;
   };
   const positive = (name: string, v: string) => numberOption(name, v, false);
+  const driversSched = values['drivers-sched'];
+  if (driversSched !== 'normal' && driversSched !== 'batch') throw new Error(`--drivers-sched must be normal or batch, got ${driversSched}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const phaseList = values.phases!.split(',').map((x) => x.trim()).filter(Boolean);
   for (const phase of phaseList) {
@@ -112,6 +118,7 @@ function parseOptions(argv: string[]): BenchOptions & { docs: boolean; keepState
     mode,
     workload,
     drivers: values.drivers ? positive('drivers', values.drivers) : workload.users < 1000 ? 1 : 2,
+    driversSched,
     nats: values.nats!,
     server: values.server,
     burstSeconds: positive('burst-seconds', values['burst-seconds']!),
@@ -218,7 +225,7 @@ async function main(): Promise<void> {
     const ctx: Ctx = {
       opts,
       nodes,
-      drivers: (drivers = DriverPool.start(opts.drivers)),
+      drivers: (drivers = DriverPool.start(opts.drivers, opts.driversSched)),
       sdkAppID,
       secretKey,
       serverCpu: new CpuMeter(() => nodes.map((n) => n.pid)),

@@ -43,17 +43,25 @@ export class Driver {
   }
 }
 
+/**
+ * How the drivers are scheduled. `batch`: Linux's SCHED_BATCH, under which a driver woken by a
+ * node's write does not preempt the node on its core; it runs when a core is free.
+ */
+export type DriverSched = 'normal' | 'batch';
+
 export class DriverPool {
   private constructor(readonly drivers: Driver[]) {}
 
   /** Forks `count` driver processes (TypeScript through tsx; its cost is at load time only). */
-  static start(count: number): DriverPool {
+  static start(count: number, sched: DriverSched = 'normal'): DriverPool {
     // PRESENCE_BENCH_DRIVER_ARGS adds flags to the drivers, as PRESENCE_BENCH_NODE_ARGS does to the nodes.
     const extra = (process.env.PRESENCE_BENCH_DRIVER_ARGS ?? '').split(' ').filter(Boolean);
+    const nodeArgs = ['--import', 'tsx', '--max-old-space-size=4096', ...extra];
     const drivers = Array.from({ length: count }, (_, index) => {
       const child = fork(WORKER, [], {
         cwd: ROOT,
-        execArgv: ['--import', 'tsx', '--max-old-space-size=4096', ...extra],
+        // util-linux's chrt execs node under SCHED_BATCH, so every thread of the driver has it.
+        ...(sched === 'batch' ? { execPath: 'chrt', execArgv: ['--batch', '0', process.execPath, ...nodeArgs] } : { execArgv: nodeArgs }),
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       return new Driver(index, child);

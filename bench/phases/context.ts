@@ -1,5 +1,5 @@
 import type { Workload } from '../graph.js';
-import type { DriverPool } from '../driver/pool.js';
+import type { DriverPool, DriverSched } from '../driver/pool.js';
 import { CpuMeter, nowUs } from '../procStat.js';
 import type { BenchNode } from '../servers.js';
 
@@ -7,6 +7,8 @@ export interface BenchOptions {
   mode: 'embedded' | 'cluster';
   workload: Workload;
   drivers: number;
+  /** The drivers' scheduling policy (`DriverSched`). */
+  driversSched: DriverSched;
   nats: string;
   server: 'dist' | 'src';
   burstSeconds: number;
