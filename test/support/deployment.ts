@@ -150,7 +150,11 @@ export async function startClusterDeployment(options: { nodes?: number } = {}): 
       return app;
     },
   };
-  await deployment.waitForBalance(options.nodes ?? 3);
+  // A cluster that never balances would otherwise leave its nodes and NATS containers running.
+  await deployment.waitForBalance(options.nodes ?? 3).catch(async (error: unknown) => {
+    await deployment.stop();
+    throw error;
+  });
   return deployment;
 }
 
