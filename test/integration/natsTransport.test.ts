@@ -255,6 +255,29 @@ describe('nats transport against one server', () => {
     expect((await kv.keys()).sort()).toEqual(['a', 'b.c']);
   });
 
+  it('nats transport - kv keys ends when the newest entries are erased while it lists them', async () => {
+    // nats.js's listing ends on the message that leaves nothing pending, counted when it
+    // starts: erased before it is delivered, that message never comes, and the listing waited
+    // for it until the call gave up (a shard owner erases idle users' `active` entries while
+    // a node taking a shard over lists them).
+    const kv = await a.kv('t_keys_erased');
+    const revisions: number[] = [];
+    for (let i = 0; i < 20_000; i += 500) {
+      revisions.push(...(await Promise.all(Array.from({ length: 500 }, (_, k) => kv.put(`k.${i + k}`, bytes('')))))) ;
+    }
+    let listing = true;
+    const listed = kv.keys().finally(() => (listing = false));
+    const erased = new Set<string>();
+    while (listing && erased.size < 2_000) {
+      const revision = revisions.pop()!;
+      await kv.erase(`k.${revisions.length}`, revision);
+      erased.add(`k.${revisions.length}`);
+    }
+    const keys = new Set(await listed);
+    for (let i = 0; i < 20_000; i++) if (!erased.has(`k.${i}`)) expect(keys.has(`k.${i}`), `k.${i}`).toBe(true);
+    for (const key of keys) expect(key.startsWith('k.')).toBe(true);
+  }, 60_000);
+
   it('nats transport - kv erase leaves no delete marker, keeps a later revision, and ignores one already gone', async () => {
     const kv = await a.kv('t_erase');
     const jsm = await jetstreamManager(a.nc);

@@ -76,6 +76,8 @@ export function isTransientJetStreamError(err: unknown): boolean {
 
 /** How long one KV call keeps retrying while JetStream cannot answer. */
 const UNAVAILABLE_RETRY_MS = 12_000;
+/** A key listing that brings no key for this long has stalled (`NatsKvBucket.keys`). */
+const KEYS_QUIET_MS = 2_000;
 
 const isWrongLastSequence = (err: unknown): boolean =>
   err instanceof JetStreamApiError &&
@@ -169,28 +171,55 @@ export class NatsKvBucket implements KvBucket {
     }
   }
 
-  /** Lists keys; a listing that stalls (the connection lost mid-way) fails after `UNAVAILABLE_RETRY_MS`. */
+  /**
+   * Lists keys. nats.js ends a listing on the message that leaves nothing pending, counted when
+   * the listing starts; if that message is erased before it is delivered (a shard owner erasing
+   * idle users' `active` entries while another node lists them), it never comes and the listing
+   * never ends. So a listing quiet for `KEYS_QUIET_MS` is started again, until one ends or
+   * `UNAVAILABLE_RETRY_MS` have passed (then KvUnavailableError, as for a lost connection).
+   */
   async keys(filter = '>'): Promise<string[]> {
+    const giveUpAt = Date.now() + UNAVAILABLE_RETRY_MS;
+    for (;;) {
+      const listed = await this.listKeys(filter, Math.max(1, Math.min(KEYS_QUIET_MS, giveUpAt - Date.now())));
+      if (listed) return listed;
+      if (Date.now() >= giveUpAt) throw new KvUnavailableError(this.name, filter);
+      this.log?.info({ bucket: this.name, filter }, 'kv key listing stalled; listing again');
+    }
+  }
+
+  /** One listing; undefined if no key came for `quietMs` before it ended. */
+  private async listKeys(filter: string, quietMs: number): Promise<string[] | undefined> {
     const keys: string[] = [];
     const iterator = await this.call(filter, () => this.kv.keys(filter));
+    let lastKeyAt = Date.now();
     let timer: NodeJS.Timeout | undefined;
-    const stalled = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+    const quiet = new Promise<undefined>((resolve) => {
+      const check = () => {
+        const idleMs = Date.now() - lastKeyAt;
+        if (idleMs < quietMs) {
+          timer = setTimeout(check, quietMs - idleMs);
+          return;
+        }
         iterator.stop();
-        reject(new KvUnavailableError(this.name, filter));
-      }, UNAVAILABLE_RETRY_MS);
+        resolve(undefined);
+      };
+      timer = setTimeout(check, quietMs);
     });
     try {
-      await Promise.race([
+      return await Promise.race([
         (async () => {
-          for await (const key of iterator) keys.push(key);
+          for await (const key of iterator) {
+            keys.push(key);
+            lastKeyAt = Date.now();
+          }
+          return keys;
         })(),
-        stalled,
+        quiet,
       ]);
     } finally {
       clearTimeout(timer);
     }
-    return keys;
   }
 
   /**
