@@ -247,65 +247,60 @@ describe('delivery of a frozen node', () => {
   const versionsAtGateway = (handled: GatewayDelivery[]) =>
     handled.flatMap((message) => (message.statuses ?? []).filter((s) => s.userID === WATCHED).map((s) => s.version));
 
-  it('delivery - a batch a frozen node had in flight to a gateway, arriving after the new owner pushed newer statuses, pushes no device an older version', async () => {
-    const { a, device, takeOver, gatewayHandled, handled, owner } = await cluster();
-
-    // A writes ursula's next change (version 3), fans it out, and freezes as its batch for G leaves.
-    a.link.freezeWhen = (direction, subject) => direction === 'out' && subject === subjects.gatewayOut(GATEWAY);
-    const frozen = a.link.frozenAt();
-    expect(await owner().handleHere(setStatus(WATCHED, 'still on A'))).toMatchObject({ ok: true, status: { version: 3 } });
-    await frozen;
-
-    // B takes over: wendy, restored there, is sent ursula's stored status (version 3), then
-    // ursula changes on B (version 4), pushed to the device too.
+  /**
+   * B takes over: wendy, restored there, is sent ursula's stored status (version 3), then
+   * ursula changes on B (version 4), pushed to the device too.
+   */
+  async function takeOverAndChangeOnB({ device, takeOver, owner }: Awaited<ReturnType<typeof cluster>>): Promise<void> {
     const restored = device.nextFrame((f) => f.t === 'push' && pushedVersions({ frames: [f] } as RawSocket, WATCHED).includes(3), 'ursula@3 from B');
     await takeOver();
     await restored;
     expect(await owner().handleHere(setStatus(WATCHED, 'on B'))).toMatchObject({ ok: true, status: { version: 4 } });
     await device.nextFrame((f) => f.t === 'push' && pushedVersions({ frames: [f] } as RawSocket, WATCHED).includes(4), 'ursula@4 from B');
+  }
 
-    // A thaws: its batch (ursula@3) reaches G after G pushed ursula@4.
+  /** A thaws; once G has handled ursula@3 from it after ursula@4, the device must not have gone back. */
+  async function thawAndExpectNoStepBack({ a, device, gatewayHandled, handled }: Awaited<ReturnType<typeof cluster>>): Promise<void> {
     const stale = gatewayHandled(WATCHED, 3);
     a.link.thaw();
     await stale;
-    // A heartbeat answered after it: every push G made for that batch reached the device before.
+    // A heartbeat answered after it: every push G made for that message reached the device before.
     await device.heartbeat();
-
     // The interleaving happened: G was handed version 3 after version 4.
     const atGateway = versionsAtGateway(handled);
     expect(atGateway.lastIndexOf(3)).toBeGreaterThan(atGateway.indexOf(4));
     // The device never went back: 1 (ursula's login), 2 and 3 from A, 3 again from B (the
     // stored status sent to a watcher restored there), 4 from B; a repeat of 4 may follow.
     expect(inOrder(pushedVersions(device, WATCHED))).toEqual([1, 2, 3, 4]);
+  }
+
+  it('delivery - a batch a frozen node had in flight to a gateway, arriving after the new owner pushed newer statuses, pushes no device an older version', async () => {
+    const setup = await cluster();
+    const { a, owner } = setup;
+    // A writes ursula's next change (version 3), fans it out, and freezes as its batch for G leaves.
+    a.link.freezeWhen = (direction, subject) => direction === 'out' && subject === subjects.gatewayOut(GATEWAY);
+    const frozen = a.link.frozenAt();
+    expect(await owner().handleHere(setStatus(WATCHED, 'still on A'))).toMatchObject({ ok: true, status: { version: 3 } });
+    await frozen;
+    await takeOverAndChangeOnB(setup);
+    // A thaws: its batch (ursula@3) reaches G after G pushed ursula@4.
+    await thawAndExpectNoStepBack(setup);
   });
 
   it('delivery - a frozen node\'s fan-out handling, once thawed, a change older than the new owner\'s pushes no device an older version', async () => {
-    const { a, device, takeOver, gatewayHandled, handled, owner } = await cluster();
-
+    const setup = await cluster();
+    const { a, owner } = setup;
     // A writes ursula's next change (version 3) and publishes it; it freezes before its own
     // fan-out handles that message, which waits for it (in its socket, as a frozen process's).
     a.link.freezeWhen = (direction, subject) => direction === 'in' && subject === subjects.statusChanges(APP);
     const frozen = a.link.frozenAt();
     expect(await owner().handleHere(setStatus(WATCHED, 'still on A'))).toMatchObject({ ok: true, status: { version: 3 } });
     await frozen;
-
-    const restored = device.nextFrame((f) => f.t === 'push' && pushedVersions({ frames: [f] } as RawSocket, WATCHED).includes(3), 'ursula@3 from B');
-    await takeOver();
-    await restored;
-    // B's change (version 4) reaches the device, and waits at A behind A's own version 3.
-    expect(await owner().handleHere(setStatus(WATCHED, 'on B'))).toMatchObject({ ok: true, status: { version: 4 } });
-    await device.nextFrame((f) => f.t === 'push' && pushedVersions({ frames: [f] } as RawSocket, WATCHED).includes(4), 'ursula@4 from B');
-
+    // B's change (version 4) waits at A behind A's own version 3.
+    await takeOverAndChangeOnB(setup);
     // A thaws before it learns it lost its lease: its fan-out, which last dispatched version 2,
     // handles version 3 and then 4, and sends both to G in one batch.
-    const late = gatewayHandled(WATCHED, 3);
-    a.link.thaw();
-    await late;
-    await device.heartbeat();
-
-    const atGateway = versionsAtGateway(handled);
-    expect(atGateway.lastIndexOf(3)).toBeGreaterThan(atGateway.indexOf(4));
-    expect(inOrder(pushedVersions(device, WATCHED))).toEqual([1, 2, 3, 4]);
+    await thawAndExpectNoStepBack(setup);
   });
 
   it('delivery - a gateway lets the same version of a user through to every device, refuses only an older one, and holds each app\'s users apart', () => {
