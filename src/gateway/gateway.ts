@@ -54,6 +54,10 @@ const LOGIN_GRACE_MS = 30_000;
  * 10 000 sockets takes ~40 µs.
  */
 const SWEEP_INTERVAL_MS = 500;
+/** A pushed status's check against the gateway's versions, once per message (`Gateway.deliver`). */
+const UNCHECKED = 0;
+const PUSH = 1;
+const STALE = 2;
 
 /** A frame's proof of life on its way to the device's actor (see `onAlive`). */
 interface Liveness {
@@ -95,12 +99,6 @@ export class Gateway {
   private readonly outbox = new Outbox();
   /** The newest version of each user pushed here: an older one arriving later is not pushed. */
   private readonly versions = new PushedVersions();
-  /**
-   * Per status of the message being delivered, once checked against `versions`: `epoch` if it
-   * may be pushed, `-epoch` if it is older than one pushed already. Kept from message to message.
-   */
-  private verdicts = new Int32Array(64);
-  private epoch = 0;
   private sweep: NodeJS.Timeout | undefined;
   private delivery: Subscription | undefined;
   private localDelivery: Subscription | undefined;
@@ -416,8 +414,8 @@ export class Gateway {
     let pushed = 0;
     const pushes = message.pushes ?? [];
     if (pushes.length) {
-      const verdicts = this.verdictsFor(statuses.length);
-      const epoch = this.epoch;
+      // Per status, once checked against `versions`: PUSH, or STALE if older than one pushed already.
+      const verdicts = new Uint8Array(statuses.length);
       for (const [connId, indexes] of pushes) {
         const connection = this.connections.get(connId);
         if (!connection) continue;
@@ -427,12 +425,8 @@ export class Gateway {
           const status = statuses[i];
           if (!status) continue;
           if (app !== undefined) {
-            let verdict = verdicts[i]!;
-            if (verdict !== epoch && verdict !== -epoch) {
-              verdict = this.versions.admit(app, status.userID, status.version, decoded) ? epoch : -epoch;
-              verdicts[i] = verdict;
-            }
-            if (verdict < 0) continue;
+            if (verdicts[i] === UNCHECKED) verdicts[i] = this.versions.admit(app, status.userID, status.version, decoded) ? PUSH : STALE;
+            if (verdicts[i] === STALE) continue;
           }
           this.outbox.push(connection, status);
           pushed++;
@@ -456,17 +450,6 @@ export class Gateway {
       connection.login = undefined;
       connection.closeWith(code === ErrorCode.KICKED_BY_SAME_DEVICE ? CloseCode.KICKED_BY_SAME_DEVICE : CloseCode.KICKED_BY_ADMIN, 'kicked');
     }
-  }
-
-  /** The verdicts' array for a message of `count` statuses, under a new epoch: none checked yet. */
-  private verdictsFor(count: number): Int32Array {
-    if (this.verdicts.length < count) this.verdicts = new Int32Array(Math.max(count, 2 * this.verdicts.length));
-    if (this.epoch === 0x7fffffff) {
-      this.verdicts.fill(0);
-      this.epoch = 0;
-    }
-    this.epoch++;
-    return this.verdicts;
   }
 
   private appOf(connection: Connection): AppConfig | undefined {

@@ -91,6 +91,10 @@ const isMessageGone = (err: unknown): boolean =>
   err instanceof JetStreamApiError &&
   (err.code === JetStreamApiCodes.NoMessageFound || (err.code === 10057 && /no message found/i.test(err.message)));
 
+/** The revision of `latest` if it holds `value`: a write of it landed. */
+const wrote = (latest: KvEntry | null, value: Uint8Array): { result: number } | undefined =>
+  latest && Buffer.compare(latest.value, value) === 0 ? { result: latest.revision } : undefined;
+
 /** A JetStream KV bucket with the contract of `KvBucket` (see `MemoryKvBucket`). */
 export class NatsKvBucket implements KvBucket {
   constructor(readonly name: string, private readonly kv: Bucket, private readonly log?: KvLog) {}
@@ -106,33 +110,13 @@ export class NatsKvBucket implements KvBucket {
   }
 
   create(key: string, value: Uint8Array): Promise<number> {
-    return this.compareAndSet(key, value, 'absent', () => this.kv.create(key, value));
+    return this.guarded(key, 'absent', () => this.kv.create(key, value), (latest) => wrote(latest, value));
   }
 
   update(key: string, value: Uint8Array, revision: number): Promise<number> {
     // nats.js refuses revision 0 with a plain Error; no live key is ever at 0.
     if (revision <= 0) return Promise.reject(new KvConflictError(this.name, key, revision));
-    return this.compareAndSet(key, value, revision, () => this.kv.update(key, value, revision));
-  }
-
-  /**
-   * A retry after a timeout may find the key moved on by its own first attempt, which
-   * JetStream took without its answer arriving: taken for a conflict, the owner would
-   * drop a change that is durable but never announced, and restore nothing.
-   */
-  private async compareAndSet(key: string, value: Uint8Array, expected: number | 'absent', write: () => Promise<number>): Promise<number> {
-    let retried = false;
-    try {
-      return await this.call(key, (attempt) => {
-        retried = attempt > 0;
-        return write();
-      });
-    } catch (err) {
-      if (!isWrongLastSequence(err)) throw err;
-      const latest = retried ? await this.get(key) : null;
-      if (latest && Buffer.compare(latest.value, value) === 0) return latest.revision;
-      throw new KvConflictError(this.name, key, expected, { cause: err });
-    }
+    return this.guarded(key, revision, () => this.kv.update(key, value, revision), (latest) => wrote(latest, value));
   }
 
   async delete(key: string, revision?: number): Promise<void> {
@@ -145,18 +129,29 @@ export class NatsKvBucket implements KvBucket {
     }
     // nats.js sends no expectation for previousSeq 0 (an unconditional delete).
     if (revision <= 0) throw new KvConflictError(this.name, key, revision);
+    // The key being gone is what the caller asked for, whoever removed it.
+    await this.guarded(key, revision, () => this.kv.delete(key, { previousSeq: revision }), (latest) => (latest === null ? { result: undefined } : undefined));
+  }
+
+  /**
+   * A write guarded by the key's revision. A retry after a timeout may find the key moved on
+   * by its own first attempt, which JetStream took without its answer arriving: taken for a
+   * conflict, the owner would drop a change that is durable but never announced, and restore
+   * nothing. So a retried write refused on the revision reads the key, and `landed` tells from
+   * it whether the write is there (its result), or the refusal is a conflict (undefined).
+   */
+  private async guarded<T>(key: string, expected: number | 'absent', write: () => Promise<T>, landed: (latest: KvEntry | null) => { result: T } | undefined): Promise<T> {
     let retried = false;
     try {
-      await this.call(key, (attempt) => {
+      return await this.call(key, (attempt) => {
         retried = attempt > 0;
-        return this.kv.delete(key, { previousSeq: revision });
+        return write();
       });
     } catch (err) {
       if (!isWrongLastSequence(err)) throw err;
-      // As for compareAndSet: a retry may meet the delete marker of its own first attempt.
-      // The key being gone is what the caller asked for, whoever removed it.
-      if (retried && (await this.get(key)) === null) return;
-      throw new KvConflictError(this.name, key, revision, { cause: err });
+      const outcome = retried ? landed(await this.get(key)) : undefined;
+      if (outcome) return outcome.result;
+      throw new KvConflictError(this.name, key, expected, { cause: err });
     }
   }
 
