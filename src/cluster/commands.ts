@@ -6,7 +6,20 @@ import type { WireError } from '../protocol.js';
 interface ForUser {
   app: number;
   user: string;
+  /**
+   * Set by the router on a command it may repeat (`ShardRouter`): the owner answers a repeat
+   * from its `ReplyMemory` instead of running the command twice.
+   */
+  rid?: string;
 }
+
+/**
+ * A command over the transport that has had no answer for this long is sent again with the
+ * same `rid`: its request or its answer may have been lost with a NATS server that stopped.
+ */
+export const REPEAT_AFTER_MS = 2_000;
+/** How long an owner keeps the answers to commands with a `rid`, at least: well past a repeat. */
+export const REPLIES_KEPT_MS = 3 * REPEAT_AFTER_MS;
 
 interface FromDevice extends ForUser {
   deviceId: string;

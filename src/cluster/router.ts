@@ -1,6 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { ErrorCode } from '../errors.js';
 import { decode, encode } from './codec.js';
-import type { ShardCommand, ShardReply } from './commands.js';
+import { REPEAT_AFTER_MS, type ShardCommand, type ShardReply } from './commands.js';
 import { shardOf } from './shards.js';
 import { subjects } from './subjects.js';
 import { NoRespondersError, RequestTimeoutError, TransportClosedError } from './transport/errors.js';
@@ -12,6 +13,8 @@ export interface RouterOptions {
    * may retry during a JetStream leader election (12 s), so a slow write still answers.
    */
   requestTimeoutMs?: number;
+  /** Silence after which a repeatable command's request is sent again, within `requestTimeoutMs`. */
+  repeatAfterMs?: number;
   /** How long "no responders" (the shard is between owners) is retried before 6012. */
   unownedRetryMs?: number;
   /**
@@ -36,12 +39,13 @@ export interface RouterOptions {
 }
 
 /**
- * Commands sent again when the node they went to dies before answering. The new owner
+ * Commands sent again when they meet silence or the node they went to dies before answering.
+ * The owner that answered them already answers a repeat from its `ReplyMemory`. A new owner
  * runs them on the state the dead one persisted, where a repeat changes nothing: a login
  * on the same connection is answered again, a status already set is left, a device gone
- * stays gone. A logout is not: repeated, it would answer "not logged in".
+ * stays gone. A logout is not: repeated there, it would answer "not logged in".
  */
-const RESENT_ON_OWNER_DEATH = new Set<ShardCommand['op']>([
+const REPEATABLE = new Set<ShardCommand['op']>([
   'login',
   'heartbeat',
   'disconnect',
@@ -63,18 +67,24 @@ interface Watched {
 /**
  * Sends a command to whichever node owns the user's shard. While a shard moves it
  * has no owner for a moment: that is retried with jittered backoff for a bounded
- * time, then answered 6012 like any other timeout. A request whose owner dies before
- * answering is sent again once this node sees it dead, instead of waiting out the
- * request timeout.
+ * time, then answered 6012 like any other timeout. A repeatable command is sent again,
+ * under the same request id, after `repeatAfterMs` without an answer (a request or answer
+ * lost with a NATS server that stopped is otherwise waited out for the whole request
+ * timeout), and as soon as this node sees its owner dead.
  */
 export class ShardRouter {
   private readonly requestTimeoutMs: number;
+  private readonly repeatAfterMs: number;
   private readonly unownedRetryMs: number;
+  /** Request ids are this router's prefix and a count: unique across the cluster's routers. */
+  private readonly ridPrefix = `${randomBytes(6).toString('base64url')}.`;
+  private sent = 0;
   private readonly watched = new Set<Watched>();
   private checkTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly transport: Transport, private readonly options: RouterOptions = {}) {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
+    this.repeatAfterMs = options.repeatAfterMs ?? REPEAT_AFTER_MS;
     this.unownedRetryMs = options.unownedRetryMs ?? 12_000;
   }
 
@@ -82,7 +92,7 @@ export class ShardRouter {
     const shard = shardOf(command.app, command.user);
     const subject = subjects.shardCommand(shard);
     let data: Uint8Array | undefined;
-    const resendable = RESENT_ON_OWNER_DEATH.has(command.op);
+    const repeatable = REPEATABLE.has(command.op);
     const giveUpAt = Date.now() + this.unownedRetryMs;
     for (let attempt = 0; ; attempt++) {
       const here = this.options.local?.(command);
@@ -91,9 +101,13 @@ export class ShardRouter {
         const reply = await here;
         if (reply && (reply.ok || !reply.moved)) return reply;
       }
-      data ??= encode(command);
+      if (!data) {
+        // Set on the caller's command, not on a copy: each call builds its own.
+        if (repeatable) command.rid = this.ridPrefix + (++this.sent).toString(36);
+        data = encode(command);
+      }
       try {
-        const answer = await this.ask(subject, data, resendable ? this.options.holderOf?.(shard) : undefined);
+        const answer = await this.ask(subject, data, repeatable, repeatable ? this.options.holderOf?.(shard) : undefined);
         if (answer !== HOLDER_DIED) {
           const reply = decode<ShardReply>(answer);
           if (reply.ok || !reply.moved) return reply;
@@ -124,9 +138,24 @@ export class ShardRouter {
     });
   }
 
-  /** One request; settles early with HOLDER_DIED if `alive` turns false before the answer. */
-  private ask(subject: string, data: Uint8Array, alive: (() => boolean) | undefined): Promise<Uint8Array | typeof HOLDER_DIED> {
-    const request = this.transport.request(subject, data, { timeoutMs: this.requestTimeoutMs });
+  /**
+   * One command's request, sent again after each `repeatAfterMs` of silence if `repeat`,
+   * until `requestTimeoutMs` in all; settles early with HOLDER_DIED if `alive` turns false.
+   */
+  private async ask(subject: string, data: Uint8Array, repeat: boolean, alive: (() => boolean) | undefined): Promise<Uint8Array | typeof HOLDER_DIED> {
+    const giveUpAt = Date.now() + this.requestTimeoutMs;
+    for (;;) {
+      const left = giveUpAt - Date.now();
+      try {
+        return await this.askOnce(subject, data, repeat ? Math.min(this.repeatAfterMs, left) : left, alive);
+      } catch (error) {
+        if (!repeat || !(error instanceof RequestTimeoutError) || Date.now() >= giveUpAt) throw error;
+      }
+    }
+  }
+
+  private askOnce(subject: string, data: Uint8Array, timeoutMs: number, alive: (() => boolean) | undefined): Promise<Uint8Array | typeof HOLDER_DIED> {
+    const request = this.transport.request(subject, data, { timeoutMs });
     if (!alive) return request;
     return new Promise((resolve, reject) => {
       const watch: Watched = { alive, died: () => resolve(HOLDER_DIED) };

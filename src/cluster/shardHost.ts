@@ -4,6 +4,7 @@ import { ErrorCode } from '../errors.js';
 import { transitionRecord } from '../inspection/transitionRecord.js';
 import { inspectUser } from '../inspection/userInspection.js';
 import { RateMeter } from '../inspection/rateMeter.js';
+import { ReplyMemory } from './replyMemory.js';
 import { RestoreQueue } from './restoreQueue.js';
 import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 import { WebhookDispatcher, type PendingWebhook } from '../webhooks/dispatcher.js';
@@ -11,7 +12,7 @@ import { appendToOutbox } from '../webhooks/outbox.js';
 import { callbackUrlFor, stateChangeEvent, type WebhookEvent } from '../webhooks/stateChange.js';
 import type { Logger } from '../log.js';
 import { decode, encode, ownString } from './codec.js';
-import type { ShardCommand, ShardReply } from './commands.js';
+import { REPLIES_KEPT_MS, type ShardCommand, type ShardReply } from './commands.js';
 import type { DeliveryBatcher } from './delivery.js';
 import type { FanOut } from './fanout.js';
 import { policyOf, type AppConfig, type AppRegistry } from './stores/apps.js';
@@ -160,9 +161,12 @@ export class ShardHost {
   readonly webhooks: WebhookDispatcher;
   private readonly restorer: RestoreQueue;
   private readonly statusChanges: StatusBatcher;
+  /** Answers given to commands the router may repeat, so that a repeat does not run twice. */
+  private readonly replies: ReplyMemory;
 
   constructor(private readonly deps: ShardHostDeps) {
     this.timers = timersOf(deps.clock);
+    this.replies = new ReplyMemory(REPLIES_KEPT_MS, this.timers);
     this.statusChanges = new StatusBatcher(deps.transport);
     this.events = new RateMeter(() => deps.clock.now());
     this.restorer = new RestoreQueue((key) => this.restore(key), deps.log, deps.restoreConcurrency ?? 32);
@@ -355,6 +359,7 @@ export class ShardHost {
     await this.writeUnwritten([...this.residents.values()]);
     for (const resident of [...this.residents.values()]) this.unload(resident);
     this.statusChanges.flush();
+    this.replies.stop();
   }
 
   /** Reads the actor for the dashboard, and keeps it resident and publishing while watched. */
@@ -678,7 +683,9 @@ export class ShardHost {
     if (this.served.has(shard)) return;
     const subject = subjects.shardCommand(shard);
     const handler = async (data: Uint8Array) => {
-      const reply = await this.handle(withOwnStrings(decode<ShardCommand>(data)));
+      const command = withOwnStrings(decode<ShardCommand>(data));
+      const { rid } = command;
+      const reply = await (rid === undefined ? this.handle(command) : this.replies.answer(rid, () => this.handle(command)));
       return reply && encode(reply);
     };
     // No queue group: a subscription left behind by a node that lost the shard must not
