@@ -72,11 +72,17 @@ export class FanOut<W = string> {
    * Newer than what this node last dispatched for the user, it goes to every watcher here and
    * becomes the version later changes must pass: this node forgot the user's version when its
    * last watcher here let go, and a late older change (from a previous owner) must not follow it.
+   * Older than that version, it goes nowhere: no device may be pushed a status older than one this
+   * node sent. Such a read was answered before the newer change passed here (and the devices, their
+   * user watching by then, got that change), or came from a lagging read or a resident actor whose
+   * shard moved on; this node does not hold the newer status to send instead.
    */
   offer(sdkAppID: number, status: UserStatus, devices: readonly Device[]): void {
     const interest = this.apps.get(sdkAppID)?.users.get(status.userID);
     if (interest && status.version > interest.version) this.dispatch(interest, status);
-    else for (const device of devices) this.delivery.push(device.gatewayId, device.connId, status);
+    else if (!interest || status.version === interest.version) {
+      for (const device of devices) this.delivery.push(device.gatewayId, device.connId, status);
+    }
   }
 
   /**
