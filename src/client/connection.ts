@@ -1,8 +1,9 @@
 /**
  * The logged-in connection behind a PresenceClient: opens the socket, logs in, sends heartbeats,
  * queues calls while disconnected, reconnects with backoff and logs in again with the same
- * credentials and deviceId. It knows nothing about statuses or listeners: it reports pushes,
- * kicks, an expired UserSig, state changes and completed reconnects through {@link ConnectionHooks}.
+ * credentials and deviceId, and keeps a deviceId the server picked for later logins. It knows
+ * nothing about statuses or listeners: it reports pushes, kicks, an expired UserSig, state changes
+ * and completed reconnects through {@link ConnectionHooks}.
  */
 import type { UserStatus } from '../actors/types.js';
 import { ErrorCode, PresenceError } from '../errors.js';
@@ -54,6 +55,12 @@ export class Connection {
   private state: ConnectionState = 'disconnected';
   /** The login to repeat on reconnect: set by a successful login, cleared by its end. */
   private session: LoginArgs | undefined;
+  /**
+   * The deviceId the server picked for a login that named none. It names this device, not that
+   * login, so it outlives the session: a later login naming none presents it again, or the server
+   * would count a second device while the first one lingers (dropped, or until its heartbeat timeout).
+   */
+  private pickedDeviceId: string | undefined;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   /** Grows at every teardown, so async work begun before it knows to stop. */
   private epoch = 0;
@@ -79,11 +86,17 @@ export class Connection {
     return this.epoch;
   }
 
-  /** Opens a socket and logs in; on failure closes it and rethrows the server's error. */
+  /**
+   * Opens a socket and logs in, as the device the server picked before when `args` names none;
+   * on failure closes it and rethrows the server's error.
+   */
   async login(args: LoginArgs): Promise<void> {
     const epoch = this.epoch;
+    const named = args.deviceId === undefined && this.pickedDeviceId !== undefined ? { ...args, deviceId: this.pickedDeviceId } : args;
     try {
-      const result = await this.connectAndLogin(args);
+      const result = await this.connectAndLogin(named);
+      // Before the check below: a login ended in the same turn still registered the device.
+      if (named.deviceId === undefined) this.pickedDeviceId = result.deviceId;
       // A kick or close() handled in the same turn as the answer, before this resumed.
       if (epoch !== this.epoch) throw this.endReason!;
       this.session = { ...args, deviceId: result.deviceId };

@@ -100,7 +100,9 @@ export interface LoginOptions {
   /**
    * Names this device (1–64 bytes of `[A-Za-z0-9_.:-]`, not `__proto__`). A second login with the same id
    * replaces the first, which gets `onKickedOffline` (6208). Default: the server picks a random
-   * one, which the client then reuses for its reconnects.
+   * one at this client's first login without a deviceId; the client reuses it for its reconnects
+   * and for every later login without one (any user, also after a logout, kick or expired
+   * UserSig), so it stays one device.
    */
   deviceId?: string;
   /** Default `other`. */
