@@ -102,8 +102,9 @@ export class PresenceClient {
       throw new PresenceError(ErrorCode.INVALID_PARAMETERS, `already logged in as ${current}; call logout() first`);
     }
     const args: LoginArgs = { sdkAppID: this.sdkAppID, userID, userSig };
-    if (options?.deviceId !== undefined) args.deviceId = options.deviceId;
-    if (options?.platform !== undefined) args.platform = options.platform;
+    // `null` is "omitted" (docs/decisions.md): the server picks the deviceId, or the platform is `other`.
+    if (options?.deviceId != null) args.deviceId = options.deviceId;
+    if (options?.platform != null) args.platform = options.platform;
     // Cleared before the login goes out, so no push of the new login can be mistaken for stale.
     this.versions.clear();
     this.subscribed.clear();

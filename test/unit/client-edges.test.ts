@@ -112,6 +112,12 @@ describe('client SDK edges - argument validation', () => {
     expect(server.requests('setSelfStatus')[0]?.frame.args).toEqual({});
     expect(server.requests('unsubscribeUserStatus')[0]?.frame.args).toEqual({});
   });
+
+  it('client SDK edges - a null deviceId or platform in the login options is omitted, not sent for the server to refuse', async () => {
+    const { server, client } = await setup();
+    await client.login('alice', 'sig-a', { deviceId: null, platform: null } as never);
+    expect(server.requests('login')[0]?.frame.args).toEqual({ sdkAppID: SDK_APP_ID, userID: 'alice', userSig: 'sig-a' });
+  });
 });
 
 describe('client SDK edges - ordering', () => {
