@@ -84,7 +84,10 @@ export class ShardLeases {
   private running: Promise<void> | undefined;
   /** Set while `releaseAll` runs: no step starts meanwhile. */
   private releasingAll = false;
-  /** Numbers the ownership steps, for {@link ShardServer.acquire}. */
+  /**
+   * Numbers the ownership steps, for {@link ShardServer.acquire}; a drain takes a number too, so
+   * a step cut loose by the bound can tell that a later step or a drain has decided since.
+   */
   private steps = 0;
   /** Each shard's rendezvous owner in the last view: a view changes seldom, a step runs twice a second. */
   private desired: { view: string; of: Array<string | undefined> } | undefined;
@@ -159,7 +162,8 @@ export class ShardLeases {
     this.ticking = true;
     let timer: NodeJS.Timeout | undefined;
     // A step whose KV calls hang (a connection lost mid-listing) must not stop every later
-    // step: past the bound the next steps go on; the late calls stay safe by compare-and-set.
+    // step: past the bound the next steps go on. Its late writes are compare-and-set, and its late
+    // answers are not acted on against what a later step decided (`acquire`, `handOver`).
     const bound = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
         this.options.log.error({ boundMs: STEP_BOUND_MS }, 'ownership step still running; the next steps go on');
@@ -253,6 +257,7 @@ export class ShardLeases {
     this.releasingAll = true;
     try {
       await this.running?.catch(() => undefined);
+      ++this.steps;
       await Promise.all([...this.held.keys()].map((shard) => this.handOver(shard)));
     } finally {
       this.releasingAll = false;
@@ -267,6 +272,14 @@ export class ShardLeases {
     const value = encode({ nodeId: this.membership.nodeId, incarnation: this.incarnation });
     try {
       const taken = revision === 0 ? await this.bucket.create(claimKey(shard), value) : await this.bucket.update(claimKey(shard), value, revision);
+      if (step !== this.steps) {
+        // Cut loose by the bound: a later step or a drain may have freed, taken again or handed
+        // over this shard without knowing of this claim. The claim goes by its revision: refused
+        // if one of those changed it since; if it fails, the next steps free or take it again.
+        this.options.log.warn({ shard }, 'shard claimed by an ownership step cut loose: not serving it');
+        await this.bucket.delete(claimKey(shard), taken).catch(() => undefined);
+        return;
+      }
       // While the claim was on its way the watch may have shown another node's later claim, or
       // this node's lease may have lapsed: either would have dropped the shard had it been
       // held already (`observe`, `fence`), so it must not start serving it now.
@@ -300,7 +313,8 @@ export class ShardLeases {
     const revision = this.held.get(shard);
     if (revision === undefined) return;
     await this.server.release(shard);
-    this.held.delete(shard);
+    // A release that outlived its step (cut loose, then fenced) must not undo a later step's claim.
+    if (this.held.get(shard) === revision) this.held.delete(shard);
     await this.bucket.delete(claimKey(shard), revision).catch((error) => {
       if (!(error instanceof KvConflictError)) this.options.log.warn({ err: error, shard }, 'claim not deleted; its lease will lapse');
     });
