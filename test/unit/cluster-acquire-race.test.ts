@@ -4,17 +4,18 @@ import { decode, encode } from '../../src/cluster/codec.js';
 import { DEFAULT_MEMBERSHIP_TIMING, Membership } from '../../src/cluster/membership.js';
 import { PresenceNode } from '../../src/cluster/node.js';
 import { desiredOwner } from '../../src/cluster/rendezvous.js';
-import { ShardLeases, type ShardServer } from '../../src/cluster/shardLeases.js';
+import { ShardLeases } from '../../src/cluster/shardLeases.js';
 import { BUCKETS } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
-import type { KvBucket, KvEntry, KvOptions, KvWatchEvent, Subscription } from '../../src/cluster/transport/types.js';
+import type { KvBucket, KvOptions } from '../../src/cluster/transport/types.js';
 import { createLogger } from '../../src/log.js';
+import { FakeServer, HeldBucket } from '../support/leaseFixtures.js';
 import { LinkTransport, flush, makeClock, type ManualClock } from '../support/linkTransport.js';
 
 /**
  * A shard dropped, handed over or fenced while this node's own claim on it (the `create` or
  * `update` of `ShardLeases.acquire`) has not been answered yet. The claim's answer is held
- * by the test (`HeldClaims`) and let go once the drop was decided, so each interleaving is
+ * by the test (`HeldBucket`) and let go once the drop was decided, so each interleaving is
  * driven exactly; time is the manual clock of the membership, nothing sleeps.
  */
 
@@ -22,124 +23,13 @@ const { renewMs, fenceAfterMs } = DEFAULT_MEMBERSHIP_TIMING;
 const SHARDS = 16;
 const log = pino({ level: 'silent' });
 
-/** A claim write held by the test: it reached the bucket (`reached`), and answers once `release`d (`answered`). */
-interface Hold {
-  readonly reached: Promise<void>;
-  readonly answered: Promise<void>;
-  release(): void;
-}
-
-interface Pending {
-  committed: boolean;
-  gate: Promise<void>;
-  reach(): void;
-  answer(): void;
-}
-
-/**
- * A node's `leases` bucket whose next `create` / `update` of a key can be held. `committed`:
- * the write is in the bucket (and its watch event on its way) but its answer does not reach
- * the node until released, as when JetStream took it and the acknowledgement is late.
- * Otherwise the write itself waits.
- */
-class HeldClaims implements KvBucket {
-  private readonly holds = new Map<string, Pending>();
-
-  constructor(private readonly inner: KvBucket) {}
-
-  hold(key: string, { committed }: { committed: boolean }): Hold {
-    let reach!: () => void;
-    let answer!: () => void;
-    let open!: () => void;
-    const reached = new Promise<void>((resolve) => (reach = resolve));
-    const answered = new Promise<void>((resolve) => (answer = resolve));
-    const gate = new Promise<void>((resolve) => (open = resolve));
-    this.holds.set(key, { committed, gate, reach, answer });
-    return { reached, answered, release: open };
-  }
-
-  create(key: string, value: Uint8Array): Promise<number> {
-    return this.write(key, () => this.inner.create(key, value));
-  }
-
-  update(key: string, value: Uint8Array, revision: number): Promise<number> {
-    return this.write(key, () => this.inner.update(key, value, revision));
-  }
-
-  private async write(key: string, write: () => Promise<number>): Promise<number> {
-    const pending = this.holds.get(key);
-    if (!pending) return write();
-    this.holds.delete(key);
-    if (!pending.committed) {
-      pending.reach();
-      await pending.gate;
-      try {
-        return await write();
-      } finally {
-        pending.answer();
-      }
-    }
-    const outcome = await write().then(
-      (revision) => ({ revision }),
-      (error: unknown) => ({ error }),
-    );
-    pending.reach();
-    await pending.gate;
-    pending.answer();
-    if ('error' in outcome) throw outcome.error;
-    return outcome.revision;
-  }
-
-  get(key: string): Promise<KvEntry | null> {
-    return this.inner.get(key);
-  }
-  put(key: string, value: Uint8Array): Promise<number> {
-    return this.inner.put(key, value);
-  }
-  delete(key: string, revision?: number): Promise<void> {
-    return this.inner.delete(key, revision);
-  }
-  erase(key: string, revision?: number): Promise<void> {
-    return this.inner.erase(key, revision);
-  }
-  keys(filter?: string): Promise<string[]> {
-    return this.inner.keys(filter);
-  }
-  watch(handler: (event: KvWatchEvent) => void): Promise<Subscription> {
-    return this.inner.watch(handler);
-  }
-}
-
-type Op = 'acquire' | 'release' | 'drop';
-
-/** Records what the leases ask of it, and which shards it serves now. */
-class FakeServer implements ShardServer {
-  readonly serving = new Set<number>();
-  readonly calls: Array<{ op: Op; shard: number }> = [];
-  async acquire(shard: number): Promise<void> {
-    this.calls.push({ op: 'acquire', shard });
-    this.serving.add(shard);
-  }
-  async release(shard: number): Promise<void> {
-    this.calls.push({ op: 'release', shard });
-    this.serving.delete(shard);
-  }
-  drop(shard: number): void {
-    this.calls.push({ op: 'drop', shard });
-    this.serving.delete(shard);
-  }
-  callsFor(shard: number): Op[] {
-    return this.calls.filter((c) => c.shard === shard).map((c) => c.op);
-  }
-}
-
 interface TestNode {
   id: string;
   incarnation: string;
   membership: Membership;
   leases: ShardLeases;
   server: FakeServer;
-  claims: HeldClaims;
+  claims: HeldBucket;
 }
 
 let transports: EmbeddedTransport[] = [];
@@ -168,7 +58,7 @@ class Cluster {
     const incarnation = `${id}-1`;
     const membership = new Membership(link, { nodeId: id, incarnation, startedAt: this.clock.now(), shards: 0, actors: 0 }, this.clock, DEFAULT_MEMBERSHIP_TIMING);
     const server = new FakeServer();
-    const claims = new HeldClaims(await link.kv(BUCKETS.leases));
+    const claims = new HeldBucket(await link.kv(BUCKETS.leases));
     const leases = new ShardLeases(claims, membership, incarnation, server, { shardCount: SHARDS, minView: 1, maxMovesPerTick: SHARDS, log });
     await membership.start();
     await leases.start();
@@ -232,7 +122,7 @@ describe('a shard dropped while this node is claiming it', () => {
     const cluster = new Cluster();
     const a = await cluster.add('node-a');
     const shard = Array.from({ length: SHARDS }, (_, s) => s).find((s) => desiredOwner(s, ['node-a', 'node-b']) === 'node-b')!;
-    const hold = a.claims.hold(`shard.${shard}`, { committed: true });
+    const hold = a.claims.hold('claim', `shard.${shard}`, { committed: true });
     cluster.clock.t += renewMs;
     const step = cluster.tick('node-a');
     await hold.reached;
@@ -266,7 +156,7 @@ describe('a shard dropped while this node is claiming it', () => {
     const cluster = new Cluster();
     const a = await cluster.add('node-a');
     const shard = 5;
-    const hold = a.claims.hold(`shard.${shard}`, { committed: true });
+    const hold = a.claims.hold('claim', `shard.${shard}`, { committed: true });
     cluster.clock.t += renewMs;
     const step = cluster.tick('node-a');
     await hold.reached;
@@ -291,7 +181,7 @@ describe('a shard dropped while this node is claiming it', () => {
     const cluster = new Cluster();
     const a = await cluster.add('node-a');
     const shard = 3;
-    const hold = a.claims.hold(`shard.${shard}`, { committed: true });
+    const hold = a.claims.hold('claim', `shard.${shard}`, { committed: true });
     cluster.clock.t += renewMs;
     const step = cluster.tick('node-a');
     await hold.reached;
@@ -318,7 +208,7 @@ describe('a shard dropped while this node is claiming it', () => {
     const cluster = new Cluster();
     const a = await cluster.add('node-a');
     const shard = 7;
-    const hold = a.claims.hold(`shard.${shard}`, { committed: true });
+    const hold = a.claims.hold('claim', `shard.${shard}`, { committed: true });
     cluster.clock.t += renewMs;
     const step = cluster.tick('node-a');
     await hold.reached;
@@ -352,11 +242,11 @@ describe('a shard dropped while this node is claiming it', () => {
 describe('a node stopping while its ownership step is claiming a shard', () => {
   /** A node's own link to the shared transport whose `leases` bucket holds claims as the test says. */
   class HeldLink extends LinkTransport {
-    claims: HeldClaims | undefined;
+    claims: HeldBucket | undefined;
     override async kv(bucket: string, options?: KvOptions): Promise<KvBucket> {
       const inner = await super.kv(bucket, options);
       if (bucket !== BUCKETS.leases) return inner;
-      this.claims ??= new HeldClaims(inner);
+      this.claims ??= new HeldBucket(inner);
       return this.claims;
     }
   }
@@ -379,7 +269,7 @@ describe('a node stopping while its ownership step is claiming a shard', () => {
     });
     // The hold is set before the node's first step, which claims every shard at once.
     const claims = await link.kv(BUCKETS.leases);
-    const hold = (claims as HeldClaims).hold('shard.0', { committed: true });
+    const hold = (claims as HeldBucket).hold('claim', 'shard.0', { committed: true });
     let draining!: () => void;
     const drainStarted = new Promise<void>((resolve) => (draining = resolve));
     const releaseAll = ShardLeases.prototype.releaseAll;

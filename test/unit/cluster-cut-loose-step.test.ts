@@ -3,10 +3,10 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decode } from '../../src/cluster/codec.js';
 import { DEFAULT_MEMBERSHIP_TIMING, Membership } from '../../src/cluster/membership.js';
 import { desiredOwner } from '../../src/cluster/rendezvous.js';
-import { ShardLeases, type ShardServer } from '../../src/cluster/shardLeases.js';
+import { ShardLeases } from '../../src/cluster/shardLeases.js';
 import { BUCKETS } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
-import type { KvBucket, KvEntry, KvWatchEvent, Subscription } from '../../src/cluster/transport/types.js';
+import { FakeServer, HeldBucket, type Hold } from '../support/leaseFixtures.js';
 import { LinkTransport, flush, makeClock, type ManualClock } from '../support/linkTransport.js';
 
 /**
@@ -25,129 +25,11 @@ const SHARDS = 16;
 const ALL_SHARDS = Array.from({ length: SHARDS }, (_, shard) => shard);
 const log = pino({ level: 'silent' });
 
-/** A call held by the test: it was made (`reached`), and answers once `release`d (`answered`). */
-interface Hold {
-  readonly reached: Promise<void>;
-  readonly answered: Promise<void>;
-  release(): void;
-}
-
-function makeHold(): Hold & { reach(): void; answer(): void; gate: Promise<void> } {
-  let reach!: () => void;
-  let answer!: () => void;
-  let release!: () => void;
-  const reached = new Promise<void>((resolve) => (reach = resolve));
-  const answered = new Promise<void>((resolve) => (answer = resolve));
-  const gate = new Promise<void>((resolve) => (release = resolve));
-  return { reached, answered, release, reach, answer, gate };
-}
-
-/**
- * A node's `leases` bucket whose next claim write (`create` / `update`) or `delete` of a key
- * can be held. `committed`: the write is in the bucket (its watch event on its way) and only
- * its answer is late; otherwise the write itself waits.
- */
-class HeldBucket implements KvBucket {
-  private readonly holds = new Map<string, { committed: boolean; hold: ReturnType<typeof makeHold> }>();
-
-  constructor(private readonly inner: KvBucket) {}
-
-  hold(op: 'claim' | 'delete', key: string, { committed }: { committed: boolean }): Hold {
-    const hold = makeHold();
-    this.holds.set(`${op} ${key}`, { committed, hold });
-    return hold;
-  }
-
-  create(key: string, value: Uint8Array): Promise<number> {
-    return this.held(`claim ${key}`, () => this.inner.create(key, value));
-  }
-  update(key: string, value: Uint8Array, revision: number): Promise<number> {
-    return this.held(`claim ${key}`, () => this.inner.update(key, value, revision));
-  }
-  delete(key: string, revision?: number): Promise<void> {
-    return this.held(`delete ${key}`, () => this.inner.delete(key, revision));
-  }
-
-  private async held<T>(name: string, call: () => Promise<T>): Promise<T> {
-    const pending = this.holds.get(name);
-    if (!pending) return call();
-    this.holds.delete(name);
-    const { committed, hold } = pending;
-    const settle = () => call().then((value) => ({ value }), (error: unknown) => ({ error }));
-    const early = committed ? await settle() : undefined;
-    hold.reach();
-    await hold.gate;
-    const outcome = early ?? (await settle());
-    hold.answer();
-    if ('error' in outcome) throw outcome.error;
-    return outcome.value;
-  }
-
-  get(key: string): Promise<KvEntry | null> {
-    return this.inner.get(key);
-  }
-  put(key: string, value: Uint8Array): Promise<number> {
-    return this.inner.put(key, value);
-  }
-  erase(key: string, revision?: number): Promise<void> {
-    return this.inner.erase(key, revision);
-  }
-  keys(filter?: string): Promise<string[]> {
-    return this.inner.keys(filter);
-  }
-  watch(handler: (event: KvWatchEvent) => void): Promise<Subscription> {
-    return this.inner.watch(handler);
-  }
-}
-
-type Op = 'acquire' | 'release' | 'drop';
-
-/**
- * Records what the leases ask of it and which shards it serves. A release stops serving at once
- * and may then be held, as `ShardHost.release` unsubscribes first and then persists the actors.
- */
-class Server implements ShardServer {
-  readonly serving = new Set<number>();
-  readonly calls: Array<{ op: Op; shard: number }> = [];
-  private readonly releases = new Map<number, ReturnType<typeof makeHold>>();
-
-  constructor(private readonly onAcquire: (shard: number) => void) {}
-
-  holdRelease(shard: number): Hold {
-    const hold = makeHold();
-    this.releases.set(shard, hold);
-    return hold;
-  }
-
-  async acquire(shard: number): Promise<void> {
-    this.calls.push({ op: 'acquire', shard });
-    this.onAcquire(shard);
-    this.serving.add(shard);
-  }
-  async release(shard: number): Promise<void> {
-    this.calls.push({ op: 'release', shard });
-    this.serving.delete(shard);
-    const hold = this.releases.get(shard);
-    if (!hold) return;
-    this.releases.delete(shard);
-    hold.reach();
-    await hold.gate;
-    hold.answer();
-  }
-  drop(shard: number): void {
-    this.calls.push({ op: 'drop', shard });
-    this.serving.delete(shard);
-  }
-  callsFor(shard: number): Op[] {
-    return this.calls.filter((c) => c.shard === shard).map((c) => c.op);
-  }
-}
-
 interface TestNode {
   id: string;
   membership: Membership;
   leases: ShardLeases;
-  server: Server;
+  server: FakeServer;
   bucket: HeldBucket;
   stopped: boolean;
 }
@@ -180,7 +62,7 @@ class Cluster {
   async add(id: string, incarnation = `${id}-1`): Promise<TestNode> {
     const link = new LinkTransport(this.transport);
     const membership = new Membership(link, { nodeId: id, incarnation, startedAt: this.clock.now(), shards: 0, actors: 0 }, this.clock, DEFAULT_MEMBERSHIP_TIMING);
-    const server = new Server((shard) => {
+    const server = new FakeServer((shard) => {
       const others = this.live.filter((other) => other.id !== id && other.server.serving.has(shard));
       if (others.length) this.violations.push(`${id} acquired shard ${shard} while ${others.map((o) => o.id).join(', ')} served it`);
     });
@@ -271,13 +153,36 @@ class Cluster {
 /** A shard that is node-a's while it is alone and node-b's once node-b is in the view. */
 const movingToB = ALL_SHARDS.find((s) => desiredOwner(s, ['node-a', 'node-b']) === 'node-b')!;
 
+/**
+ * node-a alone has stepped (it serves every shard), then node-b joined and both heard each
+ * other: node-a's next step hands `movingToB` over.
+ */
+async function nodeBJoined(): Promise<{ cluster: Cluster; a: TestNode }> {
+  const cluster = new Cluster();
+  const a = await cluster.add('node-a');
+  await cluster.heartbeats(['node-a']);
+  await cluster.step('node-a');
+  await cluster.add('node-b');
+  await cluster.heartbeats(['node-a', 'node-b']);
+  return { cluster, a };
+}
+
+/**
+ * node-a alone: its first step's claim of `movingToB` is in the bucket but its answer is held
+ * (`hold`), and the step is cut loose.
+ */
+async function claimOfMovingToBCutLoose(): Promise<{ cluster: Cluster; a: TestNode; hold: Hold }> {
+  const cluster = new Cluster();
+  const a = await cluster.add('node-a');
+  const hold = a.bucket.hold('claim', `shard.${movingToB}`, { committed: true });
+  await cluster.heartbeats(['node-a']);
+  await cluster.cutLoose('node-a', hold);
+  return { cluster, a, hold };
+}
+
 describe('an ownership step cut loose by its bound', () => {
   it('cut-loose step - a claim answered after a later step freed it (the shard now another node\'s) is not served: its new owner alone serves it', async () => {
-    const cluster = new Cluster();
-    const a = await cluster.add('node-a');
-    const hold = a.bucket.hold('claim', `shard.${movingToB}`, { committed: true });
-    await cluster.heartbeats(['node-a']);
-    await cluster.cutLoose('node-a', hold);
+    const { cluster, a, hold } = await claimOfMovingToBCutLoose();
     expect(await cluster.claimHolder(movingToB)).toBe('node-a');
     await cluster.add('node-b');
     await cluster.heartbeats(['node-a', 'node-b']);
@@ -293,11 +198,7 @@ describe('an ownership step cut loose by its bound', () => {
   });
 
   it('cut-loose step - a claim answered after a later step took the shard again by update leaves that step\'s hold alone: the hand-over deletes the claim', async () => {
-    const cluster = new Cluster();
-    const a = await cluster.add('node-a');
-    const hold = a.bucket.hold('claim', `shard.${movingToB}`, { committed: true });
-    await cluster.heartbeats(['node-a']);
-    await cluster.cutLoose('node-a', hold);
+    const { cluster, a, hold } = await claimOfMovingToBCutLoose();
     // The next step finds its own claim, unserved, on a shard still its own: it takes it again.
     await cluster.heartbeats(['node-a']);
     await cluster.step('node-a');
@@ -343,12 +244,7 @@ describe('an ownership step cut loose by its bound', () => {
   });
 
   it('cut-loose step - a hand-over whose release answers after a fence and a later step took the shard again leaves that step\'s hold alone: no second server once the shard moves', async () => {
-    const cluster = new Cluster();
-    const a = await cluster.add('node-a');
-    await cluster.heartbeats(['node-a']);
-    await cluster.step('node-a');
-    await cluster.add('node-b');
-    await cluster.heartbeats(['node-a', 'node-b']);
+    const { cluster, a } = await nodeBJoined();
     // node-a hands the shard over to node-b; persisting its actors hangs past the bound.
     const release = a.server.holdRelease(movingToB);
     await cluster.cutLoose('node-a', release);
@@ -376,12 +272,7 @@ describe('an ownership step cut loose by its bound', () => {
   });
 
   it('cut-loose step - a claim delete answered after a later step took the shard again by update is refused: that step\'s claim stays', async () => {
-    const cluster = new Cluster();
-    const a = await cluster.add('node-a');
-    await cluster.heartbeats(['node-a']);
-    await cluster.step('node-a');
-    await cluster.add('node-b');
-    await cluster.heartbeats(['node-a', 'node-b']);
+    const { cluster, a } = await nodeBJoined();
     // node-a hands the shard over; the delete of its claim waits, not yet in the bucket.
     const hold = a.bucket.hold('delete', `shard.${movingToB}`, { committed: false });
     await cluster.cutLoose('node-a', hold);
