@@ -685,7 +685,8 @@ export class ShardHost {
     const handler = async (data: Uint8Array) => {
       const command = withOwnStrings(decode<ShardCommand>(data));
       const { rid } = command;
-      const reply = await (rid === undefined ? this.handle(command) : this.replies.answer(rid, () => this.handle(command)));
+      // The id is kept a few seconds: as a string of its own, not a slice pinning the message's text.
+      const reply = await (rid === undefined ? this.handle(command) : this.replies.answer(ownString(rid), () => this.handle(command)));
       return reply && encode(reply);
     };
     // No queue group: a subscription left behind by a node that lost the shard must not
