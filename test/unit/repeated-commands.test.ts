@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import { DEFAULT_LIMITS } from '../../src/actors/index.js';
 import { decode, encode } from '../../src/cluster/codec.js';
-import type { ShardCommand, ShardReply } from '../../src/cluster/commands.js';
+import { REPEAT_AFTER_MS, REPLIES_KEPT_MS, type ShardCommand, type ShardReply } from '../../src/cluster/commands.js';
 import { DeliveryBatcher } from '../../src/cluster/delivery.js';
 import { FanOut } from '../../src/cluster/fanout.js';
 import { ReplyMemory } from '../../src/cluster/replyMemory.js';
@@ -195,6 +195,49 @@ describe('repeated commands', () => {
     clock.increment(1_000);
     expect(memory.size).toBe(1);
     clock.increment(1_000);
+    expect(memory.size).toBe(0);
+  });
+
+  it('reply memory - a repeat of a command still running past the keeping time joins it, and one after its answer gets that answer', async () => {
+    // A KV write waiting out a JetStream leader election, the very case the repeats are for, can
+    // outlast the keeping time: the answer is kept from when it is given, not from the run's start.
+    const { clock, timers } = timerClock();
+    const memory = new ReplyMemory(REPLIES_KEPT_MS, timers);
+    await memory.answer('other', async () => ({ ok: true })); // arms the rotation now
+    clock.increment(REPEAT_AFTER_MS);
+
+    let runs = 0;
+    let finish: (reply: ShardReply) => void = () => undefined;
+    const slow = () => {
+      runs++;
+      return new Promise<ShardReply>((resolve) => (finish = resolve));
+    };
+    const first = memory.answer('r', slow);
+    for (let i = 0; i < 3; i++) {
+      clock.increment(REPEAT_AFTER_MS);
+      void memory.answer('r', slow); // the router's repeats while the write is slow
+    }
+    expect(runs).toBe(1);
+
+    finish({ ok: true, status: { userID: 'u', statusType: 1, customStatus: 'x', version: 7 } } as ShardReply);
+    await first;
+    // The answer was lost; the next repeat comes at most REPEAT_AFTER_MS later.
+    clock.increment(REPEAT_AFTER_MS);
+    expect(await memory.answer('r', slow)).toEqual(await first);
+    expect(runs).toBe(1);
+    memory.stop();
+  });
+
+  it('reply memory - holds nothing once stopped, also of a run that settles after the stop', async () => {
+    const { clock, timers } = timerClock();
+    const memory = new ReplyMemory(REPLIES_KEPT_MS, timers);
+    let finish: (reply: ShardReply) => void = () => undefined;
+    const answer = memory.answer('r', () => new Promise<ShardReply>((resolve) => (finish = resolve)));
+    memory.stop();
+    finish({ ok: true });
+    await answer;
+    expect(memory.size).toBe(0);
+    clock.increment(10 * REPLIES_KEPT_MS);
     expect(memory.size).toBe(0);
   });
 });
