@@ -231,12 +231,15 @@ export class ShardHost {
     // Drained, not dropped: commands already on their way are answered (`moved`, as the
     // shard is no longer served here, so the router retries at the next owner).
     const subscription = this.detachServing(shard);
+    // Taken now: a release cut loose by its step's bound may go on after a fence dropped these and
+    // a later step served the shard again; the actors loaded since are that serving's, not ours.
+    const leaving = [...this.residents.values()].filter((r) => r.shard === shard);
     await subscription?.drain?.();
     subscription?.unsubscribe();
-    const leaving = [...this.residents.values()].filter((r) => r.shard === shard);
     await Promise.allSettled(leaving.map((r) => r.queue));
-    await this.writeUnwritten(leaving);
-    for (const resident of leaving) this.unload(resident);
+    const still = leaving.filter((r) => this.residents.get(userKey(r.sdkAppID, r.userID)) === r);
+    await this.writeUnwritten(still);
+    for (const resident of still) this.unload(resident);
   }
 
   /** ShardServer: fenced; the actors may be stale, so they go without a write. */
