@@ -1,23 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
-import { DEFAULT_LIMITS } from '../../src/actors/index.js';
 import { decode, encode } from '../../src/cluster/codec.js';
 import { REPEAT_AFTER_MS, REPLIES_KEPT_MS, type ShardCommand, type ShardReply } from '../../src/cluster/commands.js';
-import { DeliveryBatcher } from '../../src/cluster/delivery.js';
-import { FanOut } from '../../src/cluster/fanout.js';
 import { ReplyMemory } from '../../src/cluster/replyMemory.js';
 import { ShardRouter } from '../../src/cluster/router.js';
-import { ShardHost, type Resident } from '../../src/cluster/shardHost.js';
 import { SHARD_COUNT, shardOf } from '../../src/cluster/shards.js';
-import { AppRegistry } from '../../src/cluster/stores/apps.js';
-import { FriendStore } from '../../src/cluster/stores/friends.js';
-import { UserStore } from '../../src/cluster/stores/users.js';
 import { subjects } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
-import { MemoryKvBucket } from '../../src/cluster/transport/memoryKv.js';
-import type { KvBucket, RequestHandler, Subscription } from '../../src/cluster/transport/types.js';
+import type { RequestHandler, Subscription } from '../../src/cluster/transport/types.js';
 import { ErrorCode } from '../../src/errors.js';
-import { createLogger } from '../../src/log.js';
+import { FIXTURE_APP as APP, shardHostOn } from '../support/shardHostFixture.js';
 
 /**
  * A command or its answer lost on the way (with a NATS server that stopped: the cluster
@@ -26,7 +18,6 @@ import { createLogger } from '../../src/log.js';
  * what it already answered, so the command runs once.
  */
 
-const APP = 1400000001;
 const NEVER = new Promise<null>(() => undefined);
 const subjectOf = (user: string) => subjects.shardCommand(shardOf(APP, user));
 const setStatus = (user: string, deviceId: string, customStatus: string): ShardCommand =>
@@ -57,25 +48,7 @@ class LossyTransport extends EmbeddedTransport {
 
 /** One node's shard host serving every shard over `transport`, and a router of another node. */
 async function ownerAndRouter(transport: EmbeddedTransport, repeatAfterMs: number) {
-  const clock = new SimulatedClock();
-  clock.set(1_700_000_000_000);
-  const apps = new AppRegistry(new MemoryKvBucket('pres_apps') as KvBucket);
-  await apps.start();
-  await apps.put({ sdkAppID: APP, secretKey: 'k', edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify: false, limits: DEFAULT_LIMITS });
-  const delivery = new DeliveryBatcher(transport);
-  let fanout: FanOut<Resident> | undefined;
-  const shardHost: ShardHost = new ShardHost({
-    nodeId: 'owner',
-    transport,
-    users: new UserStore(new MemoryKvBucket('pres_users')),
-    friends: new FriendStore(new MemoryKvBucket('pres_friends')),
-    apps,
-    fanout: () => fanout!,
-    delivery,
-    clock,
-    log: createLogger({ level: 'silent' }),
-  });
-  fanout = new FanOut<Resident>(transport, delivery, (resident) => shardHost.devicesOf(resident));
+  const { shardHost } = await shardHostOn(transport, 'owner');
   shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
   // The request timeout is far beyond the test's own: only a repeat can answer in time.
   const router = new ShardRouter(transport, { requestTimeoutMs: 600_000, repeatAfterMs });

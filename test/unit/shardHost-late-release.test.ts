@@ -1,18 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { SimulatedClock } from 'xstate';
-import { DEFAULT_LIMITS } from '../../src/actors/index.js';
 import type { ShardCommand } from '../../src/cluster/commands.js';
-import { DeliveryBatcher } from '../../src/cluster/delivery.js';
-import { FanOut } from '../../src/cluster/fanout.js';
-import { ShardHost, type Resident } from '../../src/cluster/shardHost.js';
 import { shardOf } from '../../src/cluster/shards.js';
-import { AppRegistry } from '../../src/cluster/stores/apps.js';
-import { FriendStore } from '../../src/cluster/stores/friends.js';
-import { UserStore } from '../../src/cluster/stores/users.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
-import { MemoryKvBucket } from '../../src/cluster/transport/memoryKv.js';
-import type { KvBucket, RequestHandler, Subscription } from '../../src/cluster/transport/types.js';
-import { createLogger } from '../../src/log.js';
+import type { RequestHandler, Subscription } from '../../src/cluster/transport/types.js';
+import { FIXTURE_APP as APP, shardHostOn } from '../support/shardHostFixture.js';
 
 /**
  * A hand-over cut loose by the ownership step's 20 s bound (its subscription's drain hangs with a
@@ -21,7 +12,6 @@ import { createLogger } from '../../src/log.js';
  * goes on, it must leave the actors of the shard as served again alone.
  */
 
-const APP = 1400000001;
 const login = (user: string, deviceId: string): ShardCommand =>
   ({ op: 'login', app: APP, user, deviceId, connId: `c-${deviceId}`, gatewayId: 'gw', platform: 'web', sigTime: 0 });
 
@@ -55,25 +45,7 @@ class HeldDrainTransport extends EmbeddedTransport {
 describe('shard host - a late release', () => {
   it('shard host - a release that goes on after a fence and a new claim of its shard leaves the actors loaded since resident, following and served', async () => {
     const transport = new HeldDrainTransport();
-    const clock = new SimulatedClock();
-    clock.set(1_700_000_000_000);
-    const apps = new AppRegistry(new MemoryKvBucket('pres_apps') as KvBucket);
-    await apps.start();
-    await apps.put({ sdkAppID: APP, secretKey: 'k', edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify: false, limits: DEFAULT_LIMITS });
-    const delivery = new DeliveryBatcher(transport);
-    let fanout: FanOut<Resident> | undefined;
-    const shardHost: ShardHost = new ShardHost({
-      nodeId: 'a',
-      transport,
-      users: new UserStore(new MemoryKvBucket('pres_users')),
-      friends: new FriendStore(new MemoryKvBucket('pres_friends')),
-      apps,
-      fanout: () => fanout!,
-      delivery,
-      clock,
-      log: createLogger({ level: 'silent' }),
-    });
-    fanout = new FanOut<Resident>(transport, delivery, (resident) => shardHost.devicesOf(resident));
+    const { shardHost } = await shardHostOn(transport, 'a');
     const shard = shardOf(APP, 'alice');
 
     const drain = transport.holdNextDrain();
