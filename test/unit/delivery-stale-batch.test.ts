@@ -24,6 +24,7 @@ import { Gateway } from '../../src/gateway/gateway.js';
 import { PushedVersions } from '../../src/gateway/pushedVersions.js';
 import { createLogger } from '../../src/log.js';
 import { RawSocket } from '../support/rawSocket.js';
+import { waiter } from '../support/waiter.js';
 
 /**
  * A node whose watcher's shard moves while the node is frozen (SIGSTOP): can its late
@@ -48,21 +49,6 @@ const APP = app.sdkAppID;
 const GATEWAY = 'gw-g';
 const WATCHER = 'wendy';
 const WATCHED = 'ursula';
-
-/** `next(match)` resolves with the first value `heard` after it for which `match` holds. */
-function waiter<T>(): { next(match: (value: T) => boolean): Promise<T>; heard(value: T): void } {
-  const waiting = new Set<{ match: (value: T) => boolean; resolve: (value: T) => void }>();
-  return {
-    next: (match) => new Promise((resolve) => waiting.add({ match, resolve })),
-    heard(value) {
-      for (const entry of [...waiting]) {
-        if (!entry.match(value)) continue;
-        waiting.delete(entry);
-        entry.resolve(value);
-      }
-    },
-  };
-}
 
 /**
  * A node's connection to the shared transport that can freeze as a SIGSTOPped process does:

@@ -17,6 +17,7 @@ import { MemoryKvBucket } from '../../src/cluster/transport/memoryKv.js';
 import type { Transport } from '../../src/cluster/transport/types.js';
 import { createLogger } from '../../src/log.js';
 import { LinkTransport } from '../support/linkTransport.js';
+import { waiter } from '../support/waiter.js';
 
 /**
  * The shard host offers a device coming back the statuses its user follows, read from the store
@@ -38,21 +39,6 @@ const GATEWAY = 'gw';
 
 const status = (userID: string, version: number): UserStatus => ({ userID, statusType: 1, customStatus: `v${version}`, version, lastSeenAt: 0 });
 const device = (connId: string): Device => ({ connId, gatewayId: GATEWAY, platform: 'web', heartbeatDeadline: 0 });
-
-/** `next(match)` resolves with the first message `heard` after it for which `match` holds. */
-function waiter<T>(): { next(match: (value: T) => boolean): Promise<T>; heard(value: T): void } {
-  const waiting = new Set<{ match: (value: T) => boolean; resolve: (value: T) => void }>();
-  return {
-    next: (match) => new Promise((resolve) => waiting.add({ match, resolve })),
-    heard(value) {
-      for (const entry of [...waiting]) {
-        if (!entry.match(value)) continue;
-        waiting.delete(entry);
-        entry.resolve(value);
-      }
-    },
-  };
-}
 
 /** Every push the node sends gateway `gw`, as `<connId><-<userID>@<version>`, in order; `handled` hears each message. */
 function gatewayLog(transport: Transport) {
