@@ -65,6 +65,11 @@ const RECHECKS_PER_STEP = 16;
 
 export class ShardLeases {
   private readonly claims = new Map<number, Claim>();
+  /**
+   * Revision of the delete that freed each shard's claim, while no claim is known since: a claim
+   * of this node answered late must not be served if the watch showed it taken and freed meanwhile.
+   */
+  private readonly freedAt = new Map<number, number>();
   private readonly held = new Map<number, number>();
   /**
    * Shards the watch has told of while the start-up listing runs: the watch is newer, so
@@ -108,7 +113,7 @@ export class ShardLeases {
       const shard = shardOfKey(event.op === 'put' ? event.entry.key : event.key);
       this.reported?.add(shard);
       if (event.op === 'put') this.observe(shard, decode<Omit<Claim, 'revision'>>(event.entry.value), event.entry.revision);
-      else this.forget(shard);
+      else this.forget(shard, event.revision);
     });
     for (const key of await this.bucket.keys()) {
       const entry = await this.bucket.get(key);
@@ -144,9 +149,14 @@ export class ShardLeases {
   }
 
   /** The one place this node's picture of a claim changes, so every change reaches the listeners. */
-  private setClaim(shard: number, claim: Claim | undefined): void {
-    if (claim) this.claims.set(shard, claim);
-    else this.claims.delete(shard);
+  private setClaim(shard: number, claim: Claim | undefined, freedAt?: number): void {
+    if (claim) {
+      this.claims.set(shard, claim);
+      this.freedAt.delete(shard);
+    } else {
+      this.claims.delete(shard);
+      if (freedAt !== undefined) this.freedAt.set(shard, freedAt);
+    }
     const listeners = this.claimListeners.get(shard);
     if (listeners) for (const listener of [...listeners]) listener();
   }
@@ -288,6 +298,13 @@ export class ShardLeases {
         this.options.log.warn({ shard, holder: later.nodeId }, 'shard claimed by another node while this claim was on its way: not serving it');
         return;
       }
+      // Or a later claim freed since: this node's lease lapsed and came back meanwhile (another
+      // node took the shard over from it, then handed it back), so no claim of it is left.
+      const freed = this.freedAt.get(shard);
+      if (freed !== undefined && freed > taken) {
+        this.options.log.warn({ shard }, 'shard claimed and freed by another node while this claim was on its way: not serving it');
+        return;
+      }
       if (!this.membership.isLive) {
         // Left to lapse, or to be taken again by update once live, as a fence leaves its claims.
         this.observe(shard, { nodeId: this.membership.nodeId, incarnation: this.incarnation }, taken);
@@ -370,7 +387,7 @@ export class ShardLeases {
     }
   }
 
-  private forget(shard: number): void {
-    this.setClaim(shard, undefined);
+  private forget(shard: number, revision: number): void {
+    this.setClaim(shard, undefined, revision);
   }
 }

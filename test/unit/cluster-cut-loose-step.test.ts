@@ -63,7 +63,8 @@ class Cluster {
     const link = new LinkTransport(this.transport);
     const membership = new Membership(link, { nodeId: id, incarnation, startedAt: this.clock.now(), shards: 0, actors: 0 }, this.clock, DEFAULT_MEMBERSHIP_TIMING);
     const server = new FakeServer((shard) => {
-      const others = this.live.filter((other) => other.id !== id && other.server.serving.has(shard));
+      // A node whose lease lapsed serves nothing (`ShardLeases.isServing`), though it still holds its shards.
+      const others = this.live.filter((other) => other.id !== id && other.server.serving.has(shard) && other.membership.isLive);
       if (others.length) this.violations.push(`${id} acquired shard ${shard} while ${others.map((o) => o.id).join(', ')} served it`);
     });
     const bucket = new HeldBucket(await link.kv(BUCKETS.leases));
@@ -285,5 +286,75 @@ describe('an ownership step cut loose by its bound', () => {
     await cluster.answer(hold);
     await cluster.expectConsistent();
     expect(await cluster.claimHolder(movingToB)).toBe('node-a');
+  });
+
+  it('cut-loose step - a claim answered after a fence, once live again and before any new step, after another node took the shard over and handed it back, is not served: no shard served without a claim', async () => {
+    const cluster = new Cluster();
+    const a = await cluster.add('node-a');
+    const b = await cluster.add('node-b');
+    const shard = ALL_SHARDS.find((s) => desiredOwner(s, ['node-a', 'node-b']) === 'node-a')!;
+    await cluster.heartbeats(['node-a', 'node-b']);
+    await cluster.step('node-b');
+    // node-a's claim of the shard is in the bucket, its answer held; the step is cut loose.
+    const hold = a.bucket.hold('claim', `shard.${shard}`, { committed: true });
+    await cluster.cutLoose('node-a', hold);
+    // node-a stops hearing itself and fences (no new step number); node-b keeps renewing.
+    cluster.clock.t += fenceAfterMs;
+    await b.membership.renew();
+    await flush();
+    await cluster.step('node-a');
+    expect(a.leases.heldShards).toEqual([]);
+    // node-b judges node-a dead and takes over its claims, this one too, by update.
+    while (b.membership.isAlive('node-a', 'node-a-1')) await cluster.heartbeats(['node-b']);
+    await cluster.step('node-b');
+    expect(await cluster.claimHolder(shard)).toBe('node-b');
+    // node-a is heard again; node-b hands the shard back before node-a's next step: its claim is deleted.
+    await cluster.heartbeats(['node-a', 'node-b']);
+    expect(a.membership.isLive).toBe(true);
+    await cluster.step('node-b');
+    expect(await cluster.claimHolder(shard)).toBeUndefined();
+    expect(a.leases.claimOf(shard)).toBeUndefined();
+    // The claim of the step cut loose before the fence answers now.
+    await cluster.answer(hold);
+    expect(a.server.callsFor(shard)).toEqual([]);
+    await cluster.expectConsistent();
+    // node-a's next step claims the shard afresh and serves it under that claim.
+    await cluster.step('node-a');
+    await cluster.expectConsistent();
+    expect(await cluster.claimHolder(shard)).toBe('node-a');
+  });
+});
+
+describe('a step whose claim answers within its bound', () => {
+  it('lapse within the bound - a claim answered once live again, after another node took the shard over and handed it back while this node was fenced, is not served: no shard served without a claim', async () => {
+    const cluster = new Cluster();
+    const a = await cluster.add('node-a');
+    const b = await cluster.add('node-b');
+    const shard = ALL_SHARDS.find((s) => desiredOwner(s, ['node-a', 'node-b']) === 'node-a')!;
+    await cluster.heartbeats(['node-a', 'node-b']);
+    await cluster.step('node-b');
+    // node-a's claim of the shard is in the bucket, its answer held; the step is not cut loose,
+    // so no step of node-a runs meanwhile (nor a fence).
+    const hold = a.bucket.hold('claim', `shard.${shard}`, { committed: true });
+    const stepping = a.leases.tick();
+    await hold.reached;
+    // node-a stops hearing itself; node-b judges it dead and takes its claims over by update.
+    cluster.clock.t += fenceAfterMs;
+    while (b.membership.isAlive('node-a', 'node-a-1')) await cluster.heartbeats(['node-b']);
+    await cluster.step('node-b');
+    expect(await cluster.claimHolder(shard)).toBe('node-b');
+    // node-a is heard again; node-b hands the shard back: its claim is deleted.
+    await cluster.heartbeats(['node-a', 'node-b']);
+    expect(a.membership.isLive).toBe(true);
+    await cluster.step('node-b');
+    expect(await cluster.claimHolder(shard)).toBeUndefined();
+    expect(cluster.clock.t).toBeLessThan(STEP_BOUND_MS);
+    await cluster.answer(hold);
+    await stepping;
+    expect(a.server.callsFor(shard)).toEqual([]);
+    await cluster.expectConsistent();
+    await cluster.step('node-a');
+    await cluster.expectConsistent();
+    expect(await cluster.claimHolder(shard)).toBe('node-a');
   });
 });
