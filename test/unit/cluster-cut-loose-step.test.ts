@@ -181,6 +181,35 @@ async function claimOfMovingToBCutLoose(): Promise<{ cluster: Cluster; a: TestNo
   return { cluster, a, hold };
 }
 
+/**
+ * node-a and node-b live, node-b's shards claimed; `shard` is one of node-a's, whose claim by
+ * node-a's next step will be in the bucket with its answer held (`hold`).
+ */
+async function twoNodesWithAClaimOfAHeld(): Promise<{ cluster: Cluster; a: TestNode; b: TestNode; shard: number; hold: Hold }> {
+  const cluster = new Cluster();
+  const a = await cluster.add('node-a');
+  const b = await cluster.add('node-b');
+  const shard = ALL_SHARDS.find((s) => desiredOwner(s, ['node-a', 'node-b']) === 'node-a')!;
+  await cluster.heartbeats(['node-a', 'node-b']);
+  await cluster.step('node-b');
+  const hold = a.bucket.hold('claim', `shard.${shard}`, { committed: true });
+  return { cluster, a, b, shard, hold };
+}
+
+/**
+ * node-a silent: node-b judges it dead and takes `shard` over by update. node-a is heard again,
+ * and node-b hands the shard back, deleting its claim.
+ */
+async function takenOverAndHandedBack(cluster: Cluster, a: TestNode, b: TestNode, shard: number): Promise<void> {
+  while (b.membership.isAlive('node-a', 'node-a-1')) await cluster.heartbeats(['node-b']);
+  await cluster.step('node-b');
+  expect(await cluster.claimHolder(shard)).toBe('node-b');
+  await cluster.heartbeats(['node-a', 'node-b']);
+  expect(a.membership.isLive).toBe(true);
+  await cluster.step('node-b');
+  expect(await cluster.claimHolder(shard)).toBeUndefined();
+}
+
 describe('an ownership step cut loose by its bound', () => {
   it('cut-loose step - a claim answered after a later step freed it (the shard now another node\'s) is not served: its new owner alone serves it', async () => {
     const { cluster, a, hold } = await claimOfMovingToBCutLoose();
@@ -218,13 +247,7 @@ describe('an ownership step cut loose by its bound', () => {
   });
 
   it('cut-loose step - a claim answered after a drain is not served by the node going away, nor left claimed', async () => {
-    const cluster = new Cluster();
-    const a = await cluster.add('node-a');
-    const b = await cluster.add('node-b');
-    const shard = ALL_SHARDS.find((s) => desiredOwner(s, ['node-a', 'node-b']) === 'node-a')!;
-    await cluster.heartbeats(['node-a', 'node-b']);
-    await cluster.step('node-b');
-    const hold = a.bucket.hold('claim', `shard.${shard}`, { committed: true });
+    const { cluster, a, b, shard, hold } = await twoNodesWithAClaimOfAHeld();
     await cluster.cutLoose('node-a', hold);
     const draining = a.leases.releaseAll();
     await flush();
@@ -289,14 +312,8 @@ describe('an ownership step cut loose by its bound', () => {
   });
 
   it('cut-loose step - a claim answered after a fence, once live again and before any new step, after another node took the shard over and handed it back, is not served: no shard served without a claim', async () => {
-    const cluster = new Cluster();
-    const a = await cluster.add('node-a');
-    const b = await cluster.add('node-b');
-    const shard = ALL_SHARDS.find((s) => desiredOwner(s, ['node-a', 'node-b']) === 'node-a')!;
-    await cluster.heartbeats(['node-a', 'node-b']);
-    await cluster.step('node-b');
     // node-a's claim of the shard is in the bucket, its answer held; the step is cut loose.
-    const hold = a.bucket.hold('claim', `shard.${shard}`, { committed: true });
+    const { cluster, a, b, shard, hold } = await twoNodesWithAClaimOfAHeld();
     await cluster.cutLoose('node-a', hold);
     // node-a stops hearing itself and fences (no new step number); node-b keeps renewing.
     cluster.clock.t += fenceAfterMs;
@@ -304,15 +321,8 @@ describe('an ownership step cut loose by its bound', () => {
     await flush();
     await cluster.step('node-a');
     expect(a.leases.heldShards).toEqual([]);
-    // node-b judges node-a dead and takes over its claims, this one too, by update.
-    while (b.membership.isAlive('node-a', 'node-a-1')) await cluster.heartbeats(['node-b']);
-    await cluster.step('node-b');
-    expect(await cluster.claimHolder(shard)).toBe('node-b');
-    // node-a is heard again; node-b hands the shard back before node-a's next step: its claim is deleted.
-    await cluster.heartbeats(['node-a', 'node-b']);
-    expect(a.membership.isLive).toBe(true);
-    await cluster.step('node-b');
-    expect(await cluster.claimHolder(shard)).toBeUndefined();
+    // node-b takes it over; node-a is heard again and node-b hands it back before node-a's next step.
+    await takenOverAndHandedBack(cluster, a, b, shard);
     expect(a.leases.claimOf(shard)).toBeUndefined();
     // The claim of the step cut loose before the fence answers now.
     await cluster.answer(hold);
@@ -327,27 +337,14 @@ describe('an ownership step cut loose by its bound', () => {
 
 describe('a step whose claim answers within its bound', () => {
   it('lapse within the bound - a claim answered once live again, after another node took the shard over and handed it back while this node was fenced, is not served: no shard served without a claim', async () => {
-    const cluster = new Cluster();
-    const a = await cluster.add('node-a');
-    const b = await cluster.add('node-b');
-    const shard = ALL_SHARDS.find((s) => desiredOwner(s, ['node-a', 'node-b']) === 'node-a')!;
-    await cluster.heartbeats(['node-a', 'node-b']);
-    await cluster.step('node-b');
     // node-a's claim of the shard is in the bucket, its answer held; the step is not cut loose,
     // so no step of node-a runs meanwhile (nor a fence).
-    const hold = a.bucket.hold('claim', `shard.${shard}`, { committed: true });
+    const { cluster, a, b, shard, hold } = await twoNodesWithAClaimOfAHeld();
     const stepping = a.leases.tick();
     await hold.reached;
-    // node-a stops hearing itself; node-b judges it dead and takes its claims over by update.
+    // node-a stops hearing itself; node-b takes its claims over, then hands this one back.
     cluster.clock.t += fenceAfterMs;
-    while (b.membership.isAlive('node-a', 'node-a-1')) await cluster.heartbeats(['node-b']);
-    await cluster.step('node-b');
-    expect(await cluster.claimHolder(shard)).toBe('node-b');
-    // node-a is heard again; node-b hands the shard back: its claim is deleted.
-    await cluster.heartbeats(['node-a', 'node-b']);
-    expect(a.membership.isLive).toBe(true);
-    await cluster.step('node-b');
-    expect(await cluster.claimHolder(shard)).toBeUndefined();
+    await takenOverAndHandedBack(cluster, a, b, shard);
     expect(cluster.clock.t).toBeLessThan(STEP_BOUND_MS);
     await cluster.answer(hold);
     await stepping;

@@ -48,7 +48,7 @@ class LossyTransport extends EmbeddedTransport {
 
 /** One node's shard host serving every shard over `transport`, and a router of another node. */
 async function ownerAndRouter(transport: EmbeddedTransport, repeatAfterMs: number) {
-  const { shardHost } = await shardHostOn(transport, 'owner');
+  const { shardHost } = await shardHostOn(transport, { nodeId: 'owner' });
   shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
   // The request timeout is far beyond the test's own: only a repeat can answer in time.
   const router = new ShardRouter(transport, { requestTimeoutMs: 600_000, repeatAfterMs });

@@ -1,21 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { SimulatedClock } from 'xstate';
 import { DEFAULT_LIMITS } from '../../src/actors/index.js';
 import { UserStatusType } from '../../src/actors/types.js';
 import type { ShardCommand } from '../../src/cluster/commands.js';
 import { decodeSequence, encode } from '../../src/cluster/codec.js';
-import { DeliveryBatcher } from '../../src/cluster/delivery.js';
-import { FanOut } from '../../src/cluster/fanout.js';
 import { SHARD_COUNT, shardOf } from '../../src/cluster/shards.js';
-import { ShardHost, type Resident } from '../../src/cluster/shardHost.js';
-import { AppRegistry } from '../../src/cluster/stores/apps.js';
-import { FriendStore } from '../../src/cluster/stores/friends.js';
 import { UserStore } from '../../src/cluster/stores/users.js';
 import { userKey } from '../../src/cluster/subjects.js';
 import { EmbeddedTransport } from '../../src/cluster/transport/embedded.js';
 import { MemoryKvBucket } from '../../src/cluster/transport/memoryKv.js';
 import type { KvBucket } from '../../src/cluster/transport/types.js';
-import { createLogger } from '../../src/log.js';
+import { shardHostOn } from '../support/shardHostFixture.js';
 
 const APP = 1400000001;
 const HB = DEFAULT_LIMITS.heartbeatTimeoutMs;
@@ -58,29 +52,10 @@ class HeldBucket extends MemoryKvBucket {
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 async function host({ active, callbackUrl }: { active?: KvBucket; callbackUrl?: string } = {}) {
-  const clock = new SimulatedClock();
-  clock.set(1_700_000_000_000);
   const transport = new EmbeddedTransport();
   const users = new HeldBucket('pres_users');
-  const apps = new AppRegistry(new MemoryKvBucket('pres_apps') as KvBucket);
-  await apps.start();
-  await apps.put({ sdkAppID: APP, secretKey: 'k', edition: 'premium', userStatusEnabled: true, friendStatusAutoNotify: false, limits: DEFAULT_LIMITS, ...(callbackUrl ? { callbackUrl } : {}) });
-  const delivery = new DeliveryBatcher(transport);
+  const { shardHost, clock, delivery } = await shardHostOn(transport, { users, ...(active ? { active } : {}), ...(callbackUrl ? { callbackUrl } : {}) });
   delivery.connectLocal('gw', () => undefined);
-  let fanout: FanOut<Resident> | undefined;
-  const shardHost: ShardHost = new ShardHost({
-    nodeId: 'n1',
-    transport,
-    users: new UserStore(users),
-    friends: new FriendStore(new MemoryKvBucket('pres_friends')),
-    apps,
-    fanout: () => fanout!,
-    delivery,
-    clock,
-    log: createLogger({ level: 'silent' }),
-    ...(active ? { active } : {}),
-  });
-  fanout = new FanOut<Resident>(transport, delivery, (resident) => shardHost.devicesOf(resident));
   shardHost.serve(Array.from({ length: SHARD_COUNT }, (_, shard) => shard));
   return {
     clock,

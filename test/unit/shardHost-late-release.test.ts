@@ -45,7 +45,7 @@ class HeldDrainTransport extends EmbeddedTransport {
 describe('shard host - a late release', () => {
   it('shard host - a release that goes on after a fence and a new claim of its shard leaves the actors loaded since resident, following and served', async () => {
     const transport = new HeldDrainTransport();
-    const { shardHost } = await shardHostOn(transport, 'a');
+    const { shardHost } = await shardHostOn(transport, { nodeId: 'a' });
     const shard = shardOf(APP, 'alice');
 
     const drain = transport.holdNextDrain();
