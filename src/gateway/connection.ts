@@ -40,6 +40,12 @@ export class Connection implements Serial {
   /** Set when the server closed the socket on purpose (kick, shutdown): no DISCONNECT follows. */
   closedByServer = false;
   lastHeartbeatForwardedAt = 0;
+  /**
+   * Epoch ms at which the user's actor refused this logged-in connection with 6014 (0: never): it
+   * no longer holds the device, and the kick that says so has not come (it may be lost between
+   * nodes). The gateway's sweep closes the socket as that kick would have.
+   */
+  disownedAt = 0;
   /** Requests of one socket run one after another (`runInOrder`), so a device sees its calls applied in order. */
   queue: Promise<unknown> = IDLE;
   /** Calls queued or running on this socket. */
@@ -97,6 +103,7 @@ export class Connection implements Serial {
   closeWith(code: number, reason: string): void {
     this.closedByServer = true;
     this.deadline = Infinity;
+    this.disownedAt = 0;
     this.socket.close(code, reason);
   }
 

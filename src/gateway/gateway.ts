@@ -54,6 +54,12 @@ const LOGIN_GRACE_MS = 30_000;
  * 10 000 sockets takes ~40 µs.
  */
 const SWEEP_INTERVAL_MS = 500;
+/**
+ * A socket its actor disowned is closed this long after the refusal, not at once: a kick on its
+ * way (6208, the device replaced by another login) closes it first, as a kick, after which the
+ * SDK does not log in again, where a 4003 would have it log in and replace the newer connection.
+ */
+const DISOWNED_GRACE_MS = SWEEP_INTERVAL_MS;
 /** A pushed status's check against the gateway's versions, once per message (`Gateway.deliver`). */
 const UNCHECKED = 0;
 const PUSH = 1;
@@ -202,6 +208,8 @@ export class Gateway {
 
   private async answer(connection: Connection, frame: Extract<ClientFrame, { t: 'req' }>, liveness: Liveness): Promise<void> {
     let code = 0;
+    // A 6014 answered to a call made while logged in comes from the user's actor.
+    const loggedInAs = frame.op === 'login' ? undefined : connection.login;
     try {
       const result = await this.call(connection, frame.op, frame.args, liveness);
       connection.send({ t: 'res', id: frame.id, ok: true, result });
@@ -210,6 +218,7 @@ export class Gateway {
       if (liveness.carried) liveness.due = true;
       if (error instanceof PresenceError) {
         code = error.code;
+        if (code === ErrorCode.NOT_LOGGED_IN && loggedInAs !== undefined && connection.login === loggedInAs) connection.disownedAt ||= Date.now();
         connection.fail(frame.id, error.toJSON());
       } else {
         code = ErrorCode.INTERNAL_ERROR;
@@ -370,13 +379,22 @@ export class Gateway {
   private forwardHeartbeat(connection: Connection): void {
     const login = connection.login!;
     const command: ShardCommand = { op: 'heartbeat', app: login.sdkAppID, user: login.userID, deviceId: login.deviceId, connId: connection.connId };
-    this.deps.router.send(command).catch((error) => this.deps.log.warn({ err: error, user: login.userID }, 'heartbeat not forwarded'));
+    this.deps.router.send(command).then(
+      (reply) => {
+        if (!reply.ok && reply.error.code === ErrorCode.NOT_LOGGED_IN && connection.login === login) connection.disownedAt ||= Date.now();
+      },
+      (error) => this.deps.log.warn({ err: error, user: login.userID }, 'heartbeat not forwarded'),
+    );
   }
 
-  /** Closes the sockets past their deadline with 4003; their devices count as dropped, not logged out. */
+  /**
+   * Closes with 4003 the sockets past their deadline, and those whose actor no longer holds their
+   * device (`Connection.disownedAt`): their devices count as dropped, not logged out, and the SDK
+   * logs in again.
+   */
   private closeSilentSockets(now: number): void {
     for (const connection of this.connections.values()) {
-      if (connection.deadline > now) continue;
+      if (connection.deadline > now && !(connection.disownedAt && now - connection.disownedAt >= DISOWNED_GRACE_MS)) continue;
       connection.closeWith(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout');
       connection.closedByServer = false;
     }

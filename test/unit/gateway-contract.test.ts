@@ -280,6 +280,61 @@ describe('gateway contract', () => {
     await expect(second.frame(() => false)).rejects.toThrow(/closed with 4002/);
   });
 
+  /** Alice logged in, then dropped by her actor through a DISCONNECT whose kick never reaches the gateway, as when it is lost between nodes. */
+  async function aliceDisownedByHerActor() {
+    const logged = await aliceLoggedIn();
+    const { gateway, connection } = logged;
+    const dropped = await gateway.deps.router.send({ op: 'disconnect', app: app.sdkAppID, user: 'alice', deviceId: 'phone', connId: connection.connId });
+    expect(dropped.ok).toBe(true);
+    const [status] = await node!.statuses(app.sdkAppID, ['alice']);
+    expect(status!.statusType).toBe(2); // OFFLINE, with her socket still open
+    return logged;
+  }
+
+  it('gateway contract - a socket whose actor refuses its heartbeat with 6014 (the kick lost) is closed with 4003 at the next sweep, and its device logs in again', async () => {
+    const { alice, gateway, connection } = await aliceDisownedByHerActor();
+    const router = gateway.deps.router;
+    const realSend = router.send.bind(router);
+    let heartbeat: Promise<ShardReply> | undefined;
+    router.send = ((command: ShardCommand) => {
+      const reply = realSend(command);
+      if (command.op === 'heartbeat') heartbeat = reply;
+      return reply;
+    }) as ShardRouter['send'];
+    connection.lastHeartbeatForwardedAt = 0;
+    alice.send({ t: 'hb' });
+    await alice.frame((f) => f.t === 'hb');
+    expect(heartbeat).toBeDefined();
+    expect(await heartbeat).toMatchObject({ ok: false, error: { code: 6014 } });
+    await nextTick();
+    // Not closed at once, nor by a sweep right after: a kick on its way would close it first.
+    gateway.closeSilentSockets(Date.now());
+    await nextTick();
+    expect(alice.closeCode).toBeUndefined();
+    gateway.closeSilentSockets(Date.now() + 500);
+    await expect(alice.frame(() => false)).rejects.toThrow(/closed with 4003/);
+    const again = await device(node!.port);
+    await again.login('alice', 'phone');
+    const [status] = await node!.statuses(app.sdkAppID, ['alice']);
+    expect(status!.statusType).toBe(1);
+  });
+
+  it('gateway contract - a call its actor refuses with 6014 is answered so, and the socket is closed with 4003 at the next sweep', async () => {
+    const { alice, gateway } = await aliceDisownedByHerActor();
+    const answer = await alice.request(7, 'setSelfStatus', { customStatus: 'in a call' });
+    expect(answer).toMatchObject({ ok: false, error: { code: 6014 } });
+    gateway.closeSilentSockets(Date.now() + 500);
+    await expect(alice.frame(() => false)).rejects.toThrow(/closed with 4003/);
+  });
+
+  it('gateway contract - a call refused with 6014 by the gateway itself, before login, leaves the socket open', async () => {
+    const port = await start();
+    const early = await device(port);
+    expect(await early.request(1, 'setSelfStatus', { customStatus: 'x' })).toMatchObject({ ok: false, error: { code: 6014 } });
+    insideOf(node!).closeSilentSockets(Date.now() + 500);
+    await early.login('alice', 'phone');
+  });
+
   it('gateway contract - a drain answers the calls it started, then closes with 1001, and runs no later frame', async () => {
     const port = await start();
     const alice = await device(port);
