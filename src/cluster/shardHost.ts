@@ -17,7 +17,7 @@ import type { DeliveryBatcher } from './delivery.js';
 import type { FanOut } from './fanout.js';
 import { policyOf, type AppConfig, type AppRegistry } from './stores/apps.js';
 import type { FriendStore } from './stores/friends.js';
-import type { UserStore } from './stores/users.js';
+import { CorruptUserRecordError, type StoredActor, type UserStore } from './stores/users.js';
 import { subjects, userFromToken, userKey } from './subjects.js';
 import { KvConflictError } from './transport/errors.js';
 import type { KvBucket, Subscription, Transport } from './transport/types.js';
@@ -770,14 +770,29 @@ export class ShardHost {
 
   private async load(app: AppConfig, userID: string): Promise<Resident> {
     const key = userKey(app.sdkAppID, userID);
-    const [stored, friends] = await Promise.all([
-      this.deps.users.load(app.sdkAppID, userID),
+    const [loaded, friends] = await Promise.all([
+      this.deps.users.load(app.sdkAppID, userID).catch((error: unknown) => {
+        if (error instanceof CorruptUserRecordError) return error;
+        throw error;
+      }),
       app.friendStatusAutoNotify ? this.deps.friends.friendsOf(app.sdkAppID, userID) : Promise.resolve(NONE),
     ]);
+    let corrupt = loaded instanceof CorruptUserRecordError ? loaded : undefined;
+    let stored = corrupt ? this.afresh(app, userID, corrupt) : (loaded as StoredActor | null);
     const shard = shardOf(app.sdkAppID, userID);
     // Dropped or handed over while it was read: an actor made now would be a second copy of the
     // user, which nothing here would ever take out of memory.
     if (!this.served.has(shard)) throw new ShardNotServedError(shard);
+    let actor: UserActor;
+    try {
+      actor = this.actorFrom(app, userID, stored);
+    } catch (error) {
+      // A snapshot of the right shape that the machine cannot take (a state it does not have).
+      if (!stored || corrupt) throw error;
+      corrupt = new CorruptUserRecordError(key, stored.revision, stored.snapshot.context.version, { cause: error });
+      stored = this.afresh(app, userID, corrupt);
+      actor = this.actorFrom(app, userID, stored);
+    }
     const resident: Resident = {
       sdkAppID: app.sdkAppID,
       userID,
@@ -796,19 +811,44 @@ export class ShardHost {
       // fields added later went into a second array (~40 B per user).
       interest: undefined,
       timerTransitions: undefined,
-      actor: undefined as unknown as UserActor,
+      actor,
     };
-    resident.actor = new UserActor({
+    this.residents.set(key, resident);
+    if (corrupt) {
+      // Written at once, over the unreadable value: loaded again, it would revoke anew the
+      // UserSigs issued since, and its watchers would not hear of the user until its next change.
+      await this.persist(resident);
+      this.statusChanges.announce(app.sdkAppID, resident.actor.status);
+    }
+    // Events left by an earlier owner (or an earlier life of this node) go out again.
+    if (resident.outbox.length) this.webhooks.kick(key);
+    return resident;
+  }
+
+  /**
+   * A user whose stored state cannot be read starts afresh, UNLOGINED, as after an admin kick:
+   * its subscriptions and devices are not known any more, so its UserSigs issued up to now are
+   * refused (70052: a kick's revocation the record held is not lost), and its devices still
+   * connected are refused (6014) and closed by their gateways. Its version continues from the
+   * stored status when that much decodes, else from the clock's epoch ms, above any version a
+   * watcher can hold, so watchers take the fresh status.
+   */
+  private actorFrom(app: AppConfig, userID: string, stored: StoredActor | null): UserActor {
+    return new UserActor({
       sdkAppID: app.sdkAppID,
       userID,
       clock: this.deps.clock,
       ...(stored ? { snapshot: stored.snapshot } : {}),
       observer: this.actorObserver,
     });
-    this.residents.set(key, resident);
-    // Events left by an earlier owner (or an earlier life of this node) go out again.
-    if (resident.outbox.length) this.webhooks.kick(key);
-    return resident;
+  }
+
+  private afresh(app: AppConfig, userID: string, corrupt: CorruptUserRecordError): StoredActor {
+    const now = this.deps.clock.now();
+    this.deps.log.error({ err: corrupt, user: userID, app: app.sdkAppID }, 'stored user state unreadable: the user starts afresh, UNLOGINED, its UserSigs revoked');
+    const fresh = new UserActor({ sdkAppID: app.sdkAppID, userID, clock: this.deps.clock }).persistedSnapshot();
+    const version = corrupt.lastVersion > 0 ? corrupt.lastVersion + 1 : now;
+    return { snapshot: { value: fresh.value, context: { ...fresh.context, version, revokedAt: now } }, outbox: [], revision: corrupt.revision };
   }
 
   /** The resident an actor belongs to, if it still is the one held for its user. */

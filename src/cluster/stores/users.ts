@@ -67,14 +67,24 @@ function withTimesCopied(snapshot: StoredSnapshot): StoredSnapshot {
 export class UserStore {
   constructor(private readonly users: KvBucket) {}
 
+  /** @throws CorruptUserRecordError when the value holds no snapshot this version can read. */
   async load(sdkAppID: number, userID: string): Promise<StoredActor | null> {
-    const entry = await this.users.get(userKey(sdkAppID, userID));
+    const key = userKey(sdkAppID, userID);
+    const entry = await this.users.get(key);
     if (!entry) return null;
-    const values = decodeSequence(entry.value);
-    const record = values[values.length - 1] as UserRecord | StoredSnapshot;
-    // Values written before the outbox existed hold the bare snapshot.
-    if (!('snapshot' in record)) return { snapshot: record, outbox: [], revision: entry.revision };
-    return { snapshot: record.snapshot, outbox: record.outbox ?? [], revision: entry.revision };
+    let stored: StoredActor | undefined;
+    let cause: unknown;
+    try {
+      const values = decodeSequence(entry.value);
+      const record = values[values.length - 1] as Partial<UserRecord> | StoredSnapshot;
+      // Values written before the outbox existed hold the bare snapshot.
+      if (isRecord(record) && !('snapshot' in record)) stored = { snapshot: record as StoredSnapshot, outbox: [], revision: entry.revision };
+      else if (isRecord(record)) stored = { snapshot: record.snapshot as StoredSnapshot, outbox: record.outbox ?? [], revision: entry.revision };
+    } catch (error) {
+      cause = error;
+    }
+    if (stored && isReadableSnapshot(stored.snapshot) && Array.isArray(stored.outbox)) return stored;
+    throw new CorruptUserRecordError(key, entry.revision, statusIn(entry.value, userID).version, cause === undefined ? {} : { cause });
   }
 
   /**
@@ -92,20 +102,58 @@ export class UserStore {
   /** The public status stored with the user's snapshot; UNLOGINED for a user never seen. */
   async status(sdkAppID: number, userID: string): Promise<UserStatus> {
     const entry = await this.users.get(userKey(sdkAppID, userID));
-    if (!entry) return unloginedStatus(userID);
-    let leading: Partial<Leading> | undefined;
-    try {
-      leading = decodeFirst<Leading>(entry.value);
-    } catch {
-      leading = undefined;
-    }
-    if (typeof leading === 'object' && leading !== null) {
-      if ('snapshot' in leading) return statusOfSnapshot(leading.snapshot!);
-      if ('context' in leading) return statusOfSnapshot(leading as StoredSnapshot);
-      if (typeof (leading as UserStatus).version === 'number') return leading as UserStatus;
-    }
-    // A value that holds no status is not the user's word on anything: UNKNOWN, at version 0 so
-    // that no receiver takes it over a status it holds, and the rest of a query is still answered.
-    return { ...unloginedStatus(userID), statusType: UserStatusType.UNKNOWN };
+    return entry ? statusIn(entry.value, userID) : unloginedStatus(userID);
   }
+}
+
+/**
+ * A `users` value this version cannot read (written by a later version, or damaged). The
+ * status it leads with may still decode: `lastVersion` is its version, 0 if it does not.
+ */
+export class CorruptUserRecordError extends Error {
+  constructor(readonly key: string, readonly revision: number, readonly lastVersion: number, options?: ErrorOptions) {
+    super(`the stored state of ${key} (revision ${revision}) cannot be read`, options);
+    this.name = 'CorruptUserRecordError';
+  }
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Whether a decoded snapshot has every field an actor restores from, of its type. */
+function isReadableSnapshot(snapshot: unknown): snapshot is StoredSnapshot {
+  if (!isRecord(snapshot) || !isRecord(snapshot.context)) return false;
+  const c = snapshot.context;
+  const subscriptions = c.subscriptions;
+  return (
+    (typeof snapshot.value === 'string' || isRecord(snapshot.value)) &&
+    isRecord(c.devices) &&
+    Object.values(c.devices).every((device) => isRecord(device) && typeof device.connId === 'string' && typeof device.gatewayId === 'string' && typeof device.heartbeatDeadline === 'number') &&
+    Array.isArray(c.droppedDevices) &&
+    typeof c.customStatus === 'string' &&
+    Number.isSafeInteger(c.version) &&
+    typeof c.lastSeenAt === 'number' &&
+    // Subscriptions were stored as one `{ userID, subscribedAt }` each before they were two lists.
+    (Array.isArray(subscriptions) || (isRecord(subscriptions) && Array.isArray(subscriptions.userIDs) && Array.isArray(subscriptions.subscribedAt))) &&
+    typeof c.retentionDeadline === 'number' &&
+    typeof c.retentionMs === 'number' &&
+    isRecord(c.rateWindows)
+  );
+}
+
+/** The public status a `users` value leads with (or its snapshot's, for values written before). */
+function statusIn(value: Uint8Array, userID: string): UserStatus {
+  let leading: Partial<Leading> | undefined;
+  try {
+    leading = decodeFirst<Leading>(value);
+  } catch {
+    leading = undefined;
+  }
+  if (isRecord(leading)) {
+    if ('snapshot' in leading && isReadableSnapshot(leading.snapshot)) return statusOfSnapshot(leading.snapshot);
+    if ('context' in leading && isReadableSnapshot(leading)) return statusOfSnapshot(leading as StoredSnapshot);
+    if (Number.isSafeInteger((leading as UserStatus).version)) return leading as UserStatus;
+  }
+  // A value that holds no status is not the user's word on anything: UNKNOWN, at version 0 so
+  // that no receiver takes it over a status it holds, and the rest of a query is still answered.
+  return { ...unloginedStatus(userID), statusType: UserStatusType.UNKNOWN };
 }
