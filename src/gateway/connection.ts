@@ -91,6 +91,16 @@ export class Connection implements Serial {
     this.send({ t: 'res', id, ok: false, error });
   }
 
+  /**
+   * Sets (or, with `undefined`, clears) what the socket is logged in as. A refusal of the login
+   * before does not carry over: the actor's answer to a heartbeat sent just before a logout may
+   * be read just after it, and must not close the socket once it logs in again.
+   */
+  setLogin(login: LoginState | undefined): void {
+    this.login = login;
+    this.disownedAt = 0;
+  }
+
   /** Moves the deadline after which a silent device counts as dropped to `timeoutMs` from `now`. */
   touch(timeoutMs: number, now = Date.now()): void {
     this.deadline = now + timeoutMs;

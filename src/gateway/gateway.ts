@@ -208,8 +208,9 @@ export class Gateway {
 
   private async answer(connection: Connection, frame: Extract<ClientFrame, { t: 'req' }>, liveness: Liveness): Promise<void> {
     let code = 0;
-    // A 6014 answered to a call made while logged in comes from the user's actor.
-    const loggedInAs = frame.op === 'login' ? undefined : connection.login;
+    // A 6014 answered to a call made while logged in to an app still configured comes from the
+    // user's actor (the gateway's own 6014 is for a socket not logged in, or whose app was deleted).
+    const loggedInAs = frame.op === 'login' || !this.appOf(connection) ? undefined : connection.login;
     try {
       const result = await this.call(connection, frame.op, frame.args, liveness);
       connection.send({ t: 'res', id: frame.id, ok: true, result });
@@ -255,7 +256,7 @@ export class Gateway {
     switch (op) {
       case 'logout': {
         await this.send({ op: 'logout', app: sdkAppID, user, deviceId, connId });
-        connection.login = undefined;
+        connection.setLogin(undefined);
         connection.touch(LOGIN_GRACE_MS);
         return {};
       }
@@ -327,7 +328,7 @@ export class Gateway {
       void this.disconnect({ app: app.sdkAppID, user: login.userID, deviceId, connId: connection.connId });
       throw new PresenceError(ErrorCode.REQUEST_TIMEOUT, 'the connection closed during login');
     }
-    connection.login = { sdkAppID: app.sdkAppID, userID: login.userID, deviceId };
+    connection.setLogin({ sdkAppID: app.sdkAppID, userID: login.userID, deviceId });
     connection.touch(app.limits.heartbeatTimeoutMs);
     return this.loginResult(app, deviceId, reply.status!);
   }
@@ -457,7 +458,7 @@ export class Gateway {
       if (!connection) continue;
       if (code === ErrorCode.NOT_LOGGED_IN) {
         // The actor timed the device out: close like the gateway's own timeout, so the SDK reconnects.
-        connection.login = undefined;
+        connection.setLogin(undefined);
         connection.closeWith(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout');
         continue;
       }
@@ -465,7 +466,7 @@ export class Gateway {
         ? 'another login with the same deviceId replaced this connection'
         : 'the user was kicked by the admin API; its UserSigs are revoked';
       connection.send({ t: 'kicked', error: { code, desc } });
-      connection.login = undefined;
+      connection.setLogin(undefined);
       connection.closeWith(code === ErrorCode.KICKED_BY_SAME_DEVICE ? CloseCode.KICKED_BY_SAME_DEVICE : CloseCode.KICKED_BY_ADMIN, 'kicked');
     }
   }

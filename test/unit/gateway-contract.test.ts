@@ -7,6 +7,7 @@ import { genUserSig } from '../../src/auth/index.js';
 import type { ShardCommand, ShardReply } from '../../src/cluster/commands.js';
 import { PresenceNode } from '../../src/cluster/node.js';
 import type { ShardRouter } from '../../src/cluster/router.js';
+import { appKey, BUCKETS } from '../../src/cluster/subjects.js';
 import { withDefaultLimits, type AppConfig } from '../../src/cluster/stores/apps.js';
 import type { Connection } from '../../src/gateway/connection.js';
 import { createLogger } from '../../src/log.js';
@@ -333,6 +334,63 @@ describe('gateway contract', () => {
     expect(await early.request(1, 'setSelfStatus', { customStatus: 'x' })).toMatchObject({ ok: false, error: { code: 6014 } });
     insideOf(node!).closeSilentSockets(Date.now() + 500);
     await early.login('alice', 'phone');
+  });
+
+  it('gateway contract - a call refused with 6014 by the gateway itself, its app deleted, leaves the socket open', async () => {
+    const { alice, gateway } = await aliceLoggedIn();
+    await node!.transport.kv(BUCKETS.apps).then((apps) => apps.delete(appKey(app.sdkAppID)));
+    await nextTick(); // the registry's watch has run
+    expect(await alice.request(7, 'setSelfStatus', { customStatus: 'x' })).toMatchObject({ ok: false, error: { code: 6014 } });
+    gateway.closeSilentSockets(Date.now() + 500);
+    expect(await alice.request(8, 'getUserStatus', { userIDList: ['alice'] })).toMatchObject({ ok: false, error: { code: 6014 } });
+  });
+
+  /**
+   * The logout's KV write is slow (as in a leader election), so the device's next heartbeat is
+   * forwarded while it runs; the actor runs that heartbeat after the logout and refuses it with
+   * 6014. Both answers reach the gateway together, the logout's resolved first, as a transport
+   * reading them in one chunk does.
+   */
+  it('gateway contract - a heartbeat refused just behind a successful logout does not close the socket once it logs in again on it', async () => {
+    const port = await start();
+    const web = await device(port);
+    await web.login('alice', 'web'); // so her actor stays online after the phone logs out
+    const alice = await device(port);
+    await alice.login('alice', 'phone');
+    const gateway = insideOf(node!);
+    const connection = [...gateway.connections.values()].find((c) => c.login?.deviceId === 'phone')!;
+    const router = gateway.deps.router;
+    const realSend = router.send.bind(router);
+    const replies: { logout?: ShardReply; heartbeat?: ShardReply } = {};
+    const deliver: { logout?: (reply: ShardReply) => void; heartbeat?: (reply: ShardReply) => void } = {};
+    let logoutSent: () => void = () => undefined;
+    const logoutOut = new Promise<void>((resolve) => (logoutSent = resolve));
+    router.send = ((command: ShardCommand) => {
+      const op = command.op;
+      if (op !== 'logout' && op !== 'heartbeat') return realSend(command);
+      void realSend(command).then((reply) => {
+        replies[op] = reply;
+        if (!replies.logout || !replies.heartbeat) return;
+        deliver.logout!(replies.logout);
+        deliver.heartbeat!(replies.heartbeat);
+      });
+      if (op === 'logout') logoutSent();
+      return new Promise<ShardReply>((resolve) => (deliver[op] = resolve));
+    }) as ShardRouter['send'];
+
+    alice.send({ t: 'req', id: 5, op: 'logout', args: {} });
+    await logoutOut;
+    connection.lastHeartbeatForwardedAt = 0; // the heartbeat interval passed while the logout ran
+    alice.send({ t: 'hb' });
+    expect(await alice.frame((f) => f.t === 'res' && f.id === 5)).toMatchObject({ ok: true });
+    expect(replies.heartbeat).toMatchObject({ ok: false, error: { code: 6014 } });
+    router.send = realSend;
+
+    // Logged in again on the same socket, as docs/protocol.md allows after a logout.
+    const userSig = genUserSig({ sdkAppID: app.sdkAppID, secretKey: app.secretKey, userID: 'alice' });
+    expect(await alice.request(8, 'login', { sdkAppID: app.sdkAppID, userID: 'alice', userSig, deviceId: 'phone' })).toMatchObject({ ok: true });
+    gateway.closeSilentSockets(Date.now() + 500);
+    expect(await alice.request(9, 'getUserStatus', { userIDList: ['alice'] })).toMatchObject({ ok: true });
   });
 
   it('gateway contract - a drain answers the calls it started, then closes with 1001, and runs no later frame', async () => {
