@@ -198,7 +198,7 @@ async function balancedVia(via: NodeProcess, expected: number, timeoutMs: number
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`${via.nodeId} did not see ${expected} balanced nodes within ${timeoutMs} ms: ${JSON.stringify(last)}`);
+  throw new Error(`${via.nodeId} did not see ${expected} balanced nodes within ${timeoutMs} ms: ${JSON.stringify(last)}\nWhat the nodes printed last:\n${nodeLogTails()}`);
 }
 
 /** The nodeId owning `userID`'s shard, from node `via`'s view. */
