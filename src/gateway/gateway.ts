@@ -208,9 +208,9 @@ export class Gateway {
 
   private async answer(connection: Connection, frame: Extract<ClientFrame, { t: 'req' }>, liveness: Liveness): Promise<void> {
     let code = 0;
-    // A 6014 answered to a call made while logged in to an app still configured comes from the
-    // user's actor (the gateway's own 6014 is for a socket not logged in, or whose app was deleted).
-    const loggedInAs = frame.op === 'login' || !this.appOf(connection) ? undefined : connection.login;
+    // A 6014 answered to a call made while logged in comes from the user's actor, unless the app
+    // was deleted (the gateway's own 6014, checked only on a refusal: not a lookup per call).
+    const loggedInAs = frame.op === 'login' ? undefined : connection.login;
     try {
       const result = await this.call(connection, frame.op, frame.args, liveness);
       connection.send({ t: 'res', id: frame.id, ok: true, result });
@@ -219,7 +219,7 @@ export class Gateway {
       if (liveness.carried) liveness.due = true;
       if (error instanceof PresenceError) {
         code = error.code;
-        if (code === ErrorCode.NOT_LOGGED_IN && loggedInAs !== undefined && connection.login === loggedInAs) connection.disownedAt ||= Date.now();
+        if (code === ErrorCode.NOT_LOGGED_IN && loggedInAs !== undefined && connection.login === loggedInAs && this.appOf(connection)) connection.disownedAt ||= Date.now();
         connection.fail(frame.id, error.toJSON());
       } else {
         code = ErrorCode.INTERNAL_ERROR;
